@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""The lab's entry point; needs nothing but Python 3.10+.
+
+    python3 lab.py            set up .venv (first run only) and open JupyterLab on the notebooks
+    python3 lab.py test       set up .venv and run every test (unit tests and all notebooks)
+    python3 lab.py bench      set up .venv and run the benchmarks
+
+Extra arguments go to JupyterLab, pytest or the benchmark. Set-up installs torch first, pinned
+($LABKIT_TORCH: pip arguments, default torch==2.13.0; an unpinned torch may pull a large CUDA build),
+then labkit itself,
+and is redone only when pyproject.toml or this file changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".labkit-installed"
+TORCH = os.environ.get("LABKIT_TORCH", "torch==2.13.0")
+
+
+def _fingerprint() -> str:
+    text = b"".join((ROOT / name).read_bytes() for name in ("pyproject.toml", "lab.py")) + TORCH.encode()
+    return hashlib.sha256(text).hexdigest()
+
+
+def _run(*cmd: str | Path) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT)
+
+
+def setup() -> None:
+    """Create .venv and install torch, then labkit with its test extras, unless already done."""
+    if STAMP.exists() and STAMP.read_text() == _fingerprint():
+        return
+    if not PYTHON.exists():
+        print(f"creating a virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    _run(PYTHON, "-m", "pip", "install", "--quiet", *shlex.split(TORCH))
+    _run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[test]")
+    STAMP.write_text(_fingerprint())
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 10):
+        sys.exit(f"the lab needs Python 3.10 or newer, this is {sys.version.split()[0]}")
+    command, rest = (argv[0], argv[1:]) if argv and not argv[0].startswith("-") else ("open", argv)
+    commands = {
+        # JupyterLab binds to 127.0.0.1 and requires the token it prints (its default; never turned off here).
+        "open": [BIN / "jupyter", "lab", "--ip=127.0.0.1", f"--ServerApp.root_dir={ROOT / 'notebooks'}"],
+        "test": [PYTHON, "-m", "pytest"],
+        "bench": [PYTHON, ROOT / "benchmarks" / "attention.py"],
+    }
+    if command == "open" and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print("running as root (a container?): passing --allow-root to JupyterLab", flush=True)
+        commands["open"].append("--allow-root")
+    if command not in commands:
+        sys.exit(f"unknown command {command!r}; use one of: {', '.join(commands)}")
+    setup()
+    return subprocess.call([str(c) for c in commands[command]] + rest, cwd=ROOT)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

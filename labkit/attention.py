@@ -1,0 +1,211 @@
+"""Scaled dot-product attention and multi-head attention.
+
+Two paths compute the same thing:
+
+* `naive_attention` writes the math out (scores → mask → softmax → weighted sum) and returns the weights,
+  which is what the notebooks and the attention explorer need;
+* `fast_attention` calls PyTorch's fused `F.scaled_dot_product_attention` (flash / memory-efficient kernels on
+  a GPU, a fused kernel on the CPU) and returns no weights.
+
+Shapes: q (batch, heads, seq_q, d_k), k (batch, heads, seq_k, d_k), v (batch, heads, seq_k, d_v);
+any number of leading dims works as long as q, k and v agree on them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from labkit.masks import causal_mask, check_mask
+
+__all__ = [
+    "attention_scores",
+    "naive_attention",
+    "fast_attention",
+    "split_heads",
+    "merge_heads",
+    "MultiHeadAttention",
+]
+
+
+def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+        if t.dim() < 2:
+            raise ValueError(f"{name} must have at least 2 dims (..., seq, d), got shape {tuple(t.shape)}")
+        if t.shape[-2] == 0:
+            raise ValueError(f"{name} has an empty sequence: shape {tuple(t.shape)}")
+    if not q.dim() == k.dim() == v.dim():
+        raise ValueError(f"q, k, v must have the same number of dims, got shapes "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if q.dim() == 4 and not q.shape[1] == k.shape[1] == v.shape[1]:
+        raise ValueError(f"q, k, v have different head counts: {q.shape[1]}, {k.shape[1]}, {v.shape[1]} "
+                         f"(shapes are (batch, heads, seq, d_head))")
+    if not q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
+        raise ValueError(f"q, k, v must agree on their leading (batch, heads) dims, got shapes "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must have the same feature size d_k to be dotted, "
+                         f"got {q.shape[-1]} and {k.shape[-1]}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v must have the same sequence length (one value per key), "
+                         f"got {k.shape[-2]} and {v.shape[-2]}")
+
+
+def _full_mask(mask: Tensor | None, is_causal: bool, q: Tensor, k: Tensor) -> Tensor | None:
+    """The mask to apply, with the causal triangle folded in when asked for."""
+    scores_shape = (*q.shape[:-1], k.shape[-2])
+    if mask is not None:
+        check_mask(mask, scores_shape)
+    if not is_causal:
+        return mask
+    tri = causal_mask(q.shape[-2], k.shape[-2], device=q.device)
+    if mask is None:
+        return tri
+    if mask.dtype == torch.bool:
+        return mask & tri
+    return mask.masked_fill(~tri, float("-inf"))
+
+
+def attention_scores(q: Tensor, k: Tensor, scale: float | None = None) -> Tensor:
+    """(..., seq_q, seq_k): every query dotted with every key, times `scale` (default 1/√d_k)."""
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    return (q @ k.transpose(-2, -1)) * scale
+
+
+def naive_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    *,
+    is_causal: bool = False,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """softmax(q kᵀ · scale + mask) v, written out. Returns (output (..., seq_q, d_v), weights (..., seq_q, seq_k)).
+
+    A query whose keys are all masked gets zero weights and a zero output, as in PyTorch's SDPA.
+    """
+    _check_qkv(q, k, v)
+    mask = _full_mask(mask, is_causal, q, k)
+    scores = attention_scores(q, k, scale)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        hidden = scores.isneginf().all(dim=-1, keepdim=True)
+        weights = torch.softmax(scores.masked_fill(hidden, 0.0), dim=-1).masked_fill(hidden, 0.0)
+    else:
+        weights = torch.softmax(scores, dim=-1)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ v, weights
+
+
+def fast_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    *,
+    is_causal: bool = False,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+) -> Tensor:
+    """The same as `naive_attention` through PyTorch's fused kernel; returns only the output (..., seq_q, d_v)."""
+    _check_qkv(q, k, v)
+    if mask is not None:
+        mask = _full_mask(mask, is_causal, q, k)
+        is_causal = False
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                          is_causal=is_causal, scale=scale)
+
+
+def split_heads(x: Tensor, n_heads: int) -> Tensor:
+    """(batch, seq, d_model) → (batch, heads, seq, d_head), with d_head = d_model / heads."""
+    if x.dim() != 3:
+        raise ValueError(f"expected (batch, seq, d_model), got shape {tuple(x.shape)}")
+    batch, seq, d_model = x.shape
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+    return x.view(batch, seq, n_heads, d_model // n_heads).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(batch, heads, seq, d_head) → (batch, seq, heads · d_head): the heads side by side again."""
+    if x.dim() != 4:
+        raise ValueError(f"expected (batch, heads, seq, d_head), got shape {tuple(x.shape)}")
+    batch, heads, seq, d_head = x.shape
+    return x.transpose(1, 2).reshape(batch, seq, heads * d_head)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention: project to Q, K, V, split into heads, attend, concatenate, project with W^O.
+
+    Self-attention by default; pass `context` (the encoder's output) for cross-attention.
+    Set `record_weights = True` to take the naive path and keep the last weights in `last_weights`
+    (batch, heads, seq_q, seq_k); otherwise the fused fast path runs and no weights are kept.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(d_model, int) or not isinstance(n_heads, int) or d_model < 1 or n_heads < 1:
+            raise ValueError(f"d_model and n_heads must be positive ints, got {d_model!r} and {n_heads!r}")
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}: "
+                             f"each head gets d_model / n_heads features")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.d_model, self.n_heads, self.d_head, self.dropout = d_model, n_heads, d_model // n_heads, dropout
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.record_weights = False
+        self.last_weights: Tensor | None = None
+
+    def _check_input(self, name: str, t: Tensor) -> None:
+        if t.dim() != 3 or t.shape[-1] != self.d_model:
+            raise ValueError(f"{name} must have shape (batch, seq, d_model={self.d_model}), got {tuple(t.shape)}")
+
+    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
+                *, is_causal: bool = False) -> Tensor:
+        """x: (batch, seq_q, d_model); context: (batch, seq_k, d_model), default x → (batch, seq_q, d_model)."""
+        self._check_input("x", x)
+        context = x if context is None else context
+        self._check_input("context", context)
+        if context.shape[0] != x.shape[0]:
+            raise ValueError(f"x and context have different batch sizes: {x.shape[0]} and {context.shape[0]}")
+        q = split_heads(self.q_proj(x), self.n_heads)
+        k = split_heads(self.k_proj(context), self.n_heads)
+        v = split_heads(self.v_proj(context), self.n_heads)
+        dropout_p = self.dropout if self.training else 0.0
+        if self.record_weights:
+            out, weights = naive_attention(q, k, v, mask, is_causal=is_causal, dropout_p=dropout_p)
+            self.last_weights = weights.detach()
+        else:
+            out = fast_attention(q, k, v, mask, is_causal=is_causal, dropout_p=dropout_p)
+        return self.out_proj(merge_heads(out))
+
+    @classmethod
+    def from_torch(cls, mha: nn.MultiheadAttention) -> MultiHeadAttention:
+        """A copy of a `nn.MultiheadAttention` (same weights, so the same outputs)."""
+        if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
+            raise ValueError("only nn.MultiheadAttention with kdim = vdim = embed_dim, no bias_k/bias_v "
+                             "and add_zero_attn=False can be copied")
+        has_bias = mha.in_proj_bias is not None
+        ours = cls(mha.embed_dim, mha.num_heads, bias=has_bias, dropout=mha.dropout)
+        with torch.no_grad():
+            for proj, w in zip((ours.q_proj, ours.k_proj, ours.v_proj), mha.in_proj_weight.chunk(3)):
+                proj.weight.copy_(w)
+            ours.out_proj.weight.copy_(mha.out_proj.weight)
+            if has_bias:
+                for proj, b in zip((ours.q_proj, ours.k_proj, ours.v_proj), mha.in_proj_bias.chunk(3)):
+                    proj.bias.copy_(b)
+                ours.out_proj.bias.copy_(mha.out_proj.bias)
+        return ours

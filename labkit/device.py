@@ -1,0 +1,54 @@
+"""Where the lab runs: pick the best device (CUDA → MPS → CPU) and make runs repeatable."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["pick_device", "describe_device", "set_seed"]
+
+_KNOWN = ("cuda", "mps", "cpu")
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """The device to run on: `prefer` if given, else $LABKIT_DEVICE, else CUDA → MPS → CPU.
+
+    Asking for a device that is not available raises instead of silently falling back.
+    """
+    choice = prefer or os.environ.get("LABKIT_DEVICE")
+    if choice:
+        kind = choice.split(":")[0]
+        if kind not in _KNOWN:
+            raise ValueError(f"device {choice!r} is not one of {', '.join(_KNOWN)}")
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {choice!r} was asked for, but torch sees no CUDA GPU")
+        if kind == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError(f"device {choice!r} was asked for, but MPS is not available")
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    """One line for a notebook to print: the device, and its name or thread count."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def set_seed(seed: int) -> int:
+    """Seed Python, NumPy and torch (all devices) so that a run repeats; returns the seed."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return seed

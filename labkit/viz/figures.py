@@ -1,0 +1,84 @@
+"""Plotly figures for the lab. These only draw: they take tensors or arrays and return `go.Figure`s."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+__all__ = ["to_numpy", "heatmap", "mask_heatmap", "line_plot"]
+
+ArrayLike = torch.Tensor | np.ndarray | Sequence
+
+
+def to_numpy(values: ArrayLike) -> np.ndarray:
+    """A float or bool NumPy array from a tensor (any device, grad or not), an array or nested lists."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+        return values.numpy() if values.dtype == torch.bool else values.float().numpy()
+    return np.asarray(values)
+
+
+def heatmap(
+    z: ArrayLike,
+    x_labels: Sequence[str] | None = None,
+    y_labels: Sequence[str] | None = None,
+    *,
+    title: str = "",
+    x_title: str = "",
+    y_title: str = "",
+    colorscale: str = "Viridis",
+    zmin: float | None = None,
+    zmax: float | None = None,
+    zmid: float | None = None,
+    height: int = 420,
+) -> go.Figure:
+    """A labelled heatmap of a 2-D array (rows × columns), first row on top, values on hover."""
+    z = to_numpy(z)
+    if z.ndim != 2:
+        raise ValueError(f"heatmap needs a 2-D array, got shape {z.shape}")
+    rows, cols = z.shape
+    x = list(x_labels) if x_labels is not None else list(range(cols))
+    y = list(y_labels) if y_labels is not None else list(range(rows))
+    if len(x) != cols or len(y) != rows:
+        raise ValueError(f"labels do not match the array: {len(y)} row and {len(x)} column labels "
+                         f"for shape {z.shape}")
+    # Category axes merge repeated labels ("the" twice), so plot on positions and label the ticks.
+    trace = go.Heatmap(
+        z=z, x=list(range(cols)), y=list(range(rows)), colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid,
+        customdata=[[f"{yl} → {xl}" for xl in x] for yl in y],
+        hovertemplate="%{customdata}<br>%{z:.3f}<extra></extra>",
+    )
+    fig = go.Figure(trace)
+    fig.update_xaxes(title=x_title, tickvals=list(range(cols)), ticktext=[str(v) for v in x])
+    fig.update_yaxes(title=y_title, tickvals=list(range(rows)), ticktext=[str(v) for v in y], autorange="reversed")
+    fig.update_layout(title=title, height=height, margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+def mask_heatmap(mask: ArrayLike, labels: Sequence[str] | None = None, *, title: str = "mask") -> go.Figure:
+    """A (seq_q, seq_k) bool mask drawn as keep (1) / hidden (0)."""
+    m = to_numpy(mask).astype(float)
+    fig = heatmap(m, labels, labels, title=title, x_title="key", y_title="query",
+                  colorscale=[[0, "#f1f1f1"], [1, "#2b6cb0"]], zmin=0, zmax=1, height=360)
+    fig.update_traces(showscale=False)
+    return fig
+
+
+def line_plot(
+    x: ArrayLike,
+    ys: dict[str, ArrayLike],
+    *,
+    title: str = "",
+    x_title: str = "",
+    y_title: str = "",
+    height: int = 380,
+) -> go.Figure:
+    """One line per entry of `ys` (name → values), all over the same x."""
+    x = to_numpy(x)
+    fig = go.Figure([go.Scatter(x=x, y=to_numpy(y), mode="lines", name=name) for name, y in ys.items()])
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=height,
+                      margin=dict(l=60, r=20, t=50, b=50))
+    return fig
