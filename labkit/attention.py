@@ -58,11 +58,18 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
                          f"got {k.shape[-2]} and {v.shape[-2]}")
 
 
+def _check_dropout(dropout_p: float) -> None:
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must lie in [0, 1), got {dropout_p!r}")
+
+
 def _full_mask(mask: Tensor | None, is_causal: bool, q: Tensor, k: Tensor) -> Tensor | None:
-    """The mask to apply, with the causal triangle folded in when asked for."""
+    """The mask to apply, with the causal triangle folded in when asked for; float masks take q's dtype."""
     scores_shape = (*q.shape[:-1], k.shape[-2])
     if mask is not None:
         check_mask(mask, scores_shape)
+        if mask.dtype != torch.bool:
+            mask = mask.to(q.dtype)
     if not is_causal:
         return mask
     tri = causal_mask(q.shape[-2], k.shape[-2], device=q.device)
@@ -94,6 +101,7 @@ def naive_attention(
     A query whose keys are all masked gets zero weights and a zero output, as in PyTorch's SDPA.
     """
     _check_qkv(q, k, v)
+    _check_dropout(dropout_p)
     mask = _full_mask(mask, is_causal, q, k)
     scores = attention_scores(q, k, scale)
     if mask is not None:
@@ -119,6 +127,7 @@ def fast_attention(
 ) -> Tensor:
     """The same as `naive_attention` through PyTorch's fused kernel; returns only the output (..., seq_q, d_v)."""
     _check_qkv(q, k, v)
+    _check_dropout(dropout_p)
     if mask is not None:
         mask = _full_mask(mask, is_causal, q, k)
         is_causal = False
@@ -130,6 +139,8 @@ def split_heads(x: Tensor, n_heads: int) -> Tensor:
     """(batch, seq, d_model) → (batch, heads, seq, d_head), with d_head = d_model / heads."""
     if x.dim() != 3:
         raise ValueError(f"expected (batch, seq, d_model), got shape {tuple(x.shape)}")
+    if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1:
+        raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
     batch, seq, d_model = x.shape
     if d_model % n_heads:
         raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
@@ -149,7 +160,7 @@ class MultiHeadAttention(nn.Module):
 
     Self-attention by default; pass `context` (the encoder's output) for cross-attention.
     Set `record_weights = True` to take the naive path and keep the last weights in `last_weights`
-    (batch, heads, seq_q, seq_k); otherwise the fused fast path runs and no weights are kept.
+    (batch, heads, seq_q, seq_k); otherwise the fused fast path runs and `last_weights` is None.
     """
 
     def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0) -> None:
@@ -190,6 +201,7 @@ class MultiHeadAttention(nn.Module):
             self.last_weights = weights.detach()
         else:
             out = fast_attention(q, k, v, mask, is_causal=is_causal, dropout_p=dropout_p)
+            self.last_weights = None
         return self.out_proj(merge_heads(out))
 
     @classmethod
@@ -198,6 +210,9 @@ class MultiHeadAttention(nn.Module):
         if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
             raise ValueError("only nn.MultiheadAttention with kdim = vdim = embed_dim, no bias_k/bias_v "
                              "and add_zero_attn=False can be copied")
+        if not mha.batch_first:
+            raise ValueError("nn.MultiheadAttention must have batch_first=True: labkit's layers take "
+                             "(batch, seq, d_model), and a sequence-first copy would silently mix the two")
         has_bias = mha.in_proj_bias is not None
         ours = cls(mha.embed_dim, mha.num_heads, bias=has_bias, dropout=mha.dropout)
         with torch.no_grad():

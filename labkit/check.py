@@ -7,11 +7,8 @@ from torch import Tensor
 __all__ = ["check_close"]
 
 
-def check_close(name: str, actual: Tensor, expected: Tensor, atol: float = 1e-5) -> float:
-    """Print the largest absolute difference between two tensors and raise if it exceeds `atol`.
-
-    Returns that difference, so a test can look at it too.
-    """
+def check_close(name: str, actual: Tensor, expected: Tensor, atol: float = 1e-5) -> None:
+    """Print the largest absolute difference between two tensors; raise AssertionError if it exceeds `atol`."""
     if actual.shape != expected.shape:
         raise AssertionError(f"{name}: shapes differ: {tuple(actual.shape)} vs {tuple(expected.shape)}")
     diff = (actual.detach().cpu().double() - expected.detach().cpu().double()).abs()
@@ -19,4 +16,3 @@ def check_close(name: str, actual: Tensor, expected: Tensor, atol: float = 1e-5)
     if not worst <= atol:  # `not <=` also catches NaN
         raise AssertionError(f"{name}: max |difference| = {worst:.3g} exceeds the tolerance {atol:g}")
     print(f"✓ {name}: max |difference| = {worst:.1e} (tolerance {atol:g})")
-    return worst

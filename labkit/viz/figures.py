@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-__all__ = ["to_numpy", "heatmap", "mask_heatmap", "line_plot"]
+__all__ = ["to_numpy", "heatmap", "table_heatmap", "mask_heatmap", "line_plot"]
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence
 
@@ -55,6 +55,19 @@ def heatmap(
     fig.update_xaxes(title=x_title, tickvals=list(range(cols)), ticktext=[str(v) for v in x])
     fig.update_yaxes(title=y_title, tickvals=list(range(rows)), ticktext=[str(v) for v in y], autorange="reversed")
     fig.update_layout(title=title, height=height, margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+def table_heatmap(table: ArrayLike, *, title: str = "", height: int = 420) -> go.Figure:
+    """A (positions, dims) table drawn with position 0 on top, dims left to right, and a diverging colour scale.
+
+    Tables are too large for a label on every row and column, so the axes keep plotly's automatic ticks.
+    """
+    fig = heatmap(table, title=title, x_title="dimension", y_title="position", colorscale="RdBu_r",
+                  zmid=0, height=height)
+    fig.update_traces(customdata=None, hovertemplate="position %{y}, dim %{x}<br>%{z:.3f}<extra></extra>")
+    fig.update_xaxes(tickmode="auto")
+    fig.update_yaxes(tickmode="auto")
     return fig
 
 

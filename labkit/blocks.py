@@ -1,0 +1,229 @@
+"""The transformer block's parts: the position-wise feed-forward network, and encoder / decoder blocks.
+
+A block is attention followed by a feed-forward network, each wrapped in a residual connection with a
+LayerNorm. Where the norm goes is the one design choice:
+
+* post-LN (the original paper, `norm_first=False`):  x = norm(x + sublayer(x))
+* pre-LN  (GPT-2 and most models since, `norm_first=True`):  x = x + sublayer(norm(x))
+
+An `EncoderBlock` run with `is_causal=True` is exactly a GPT (decoder-only) block: decoder-only models have no
+cross-attention, so "decoder" there only means "causal". `DecoderBlock` is the encoder–decoder kind, with
+cross-attention to the encoder's output (`memory`).
+
+Submodule names and dropout placement follow `nn.TransformerEncoderLayer` / `nn.TransformerDecoderLayer`, so
+`from_torch` can copy their weights and the outputs agree.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from labkit.attention import MultiHeadAttention
+
+__all__ = ["FeedForward", "EncoderBlock", "DecoderBlock", "count_parameters"]
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+def _check_config(d_model: int, n_heads: int, d_ff: int, dropout: float, activation: str) -> None:
+    for name, n in (("d_model", d_model), ("n_heads", n_heads), ("d_ff", d_ff)):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{name} must be a positive int, got {n!r}")
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}: "
+                         f"each head gets d_model / n_heads features")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+
+
+def _check_input(name: str, t: Tensor, d_model: int) -> None:
+    if not isinstance(t, Tensor) or t.dim() != 3 or t.shape[-1] != d_model:
+        shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+        raise ValueError(f"{name} must have shape (batch, seq, d_model={d_model}), got {shape}")
+
+
+def _torch_activation(layer: nn.Module) -> str:
+    """'relu' or 'gelu' for a torch transformer layer's activation; raise for anything else."""
+    act = layer.activation
+    if act is F.relu or isinstance(act, nn.ReLU):
+        return "relu"
+    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
+        return "gelu"
+    raise ValueError(f"only relu and (exact) gelu activations can be copied, got {act!r}")
+
+
+def _check_torch_layer(layer: nn.Module, kind: type) -> None:
+    if not isinstance(layer, kind):
+        raise TypeError(f"expected an nn.{kind.__name__}, got {type(layer).__name__}")
+    if not layer.self_attn.batch_first:
+        raise ValueError(f"the nn.{kind.__name__} must be built with batch_first=True "
+                         f"(labkit's tensors are (batch, seq, d_model)), got batch_first=False")
+
+
+def _copy_norm(ours: nn.LayerNorm, theirs: nn.LayerNorm) -> None:
+    ours.load_state_dict(theirs.state_dict())
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward network: the same two-layer MLP applied to every token on its own.
+
+    Linear(d_model → d_ff) → activation → dropout → Linear(d_ff → d_model) → dropout.
+    Dropout sits where `nn.TransformerEncoderLayer` puts it: once on the hidden activations and once on the
+    output (the "residual dropout" before the skip connection is added back).
+    x: (batch, seq, d_model) → (batch, seq, d_model).
+    """
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "gelu",
+                 *, bias: bool = True) -> None:
+        super().__init__()
+        _check_config(d_model, 1, d_ff, dropout, activation)
+        self.activation = activation
+        self.linear1 = nn.Linear(d_model, d_ff, bias=bias)
+        self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)  # on the hidden activations
+        self.dropout_out = nn.Dropout(dropout)  # on the output, before the residual add
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.dropout(_ACTIVATIONS[self.activation](self.linear1(x)))  # (batch, seq, d_ff)
+        return self.dropout_out(self.linear2(h))  # (batch, seq, d_model)
+
+
+class EncoderBlock(nn.Module):
+    """Self-attention then feed-forward, each inside a residual connection with a LayerNorm.
+
+    With `is_causal=True` in forward this is a GPT block (pre-LN GPT-2 when `norm_first=True`).
+    x: (batch, seq, d_model) → (batch, seq, d_model).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0, activation: str = "relu",
+                 norm_first: bool = False, bias: bool = True, *, layer_norm_eps: float = 1e-5) -> None:
+        super().__init__()
+        _check_config(d_model, n_heads, d_ff, dropout, activation)
+        self.d_model, self.norm_first = d_model, norm_first
+        self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation, bias=bias)
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.dropout1 = nn.Dropout(dropout)  # residual dropout on the attention's output
+
+    def _attend(self, x: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
+        return self.dropout1(self.self_attn(x, mask=mask, is_causal=is_causal))
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, *, is_causal: bool = False) -> Tensor:
+        """x: (batch, seq, d_model); mask: bool, True = may attend, broadcast to (batch, heads, seq, seq)."""
+        _check_input("x", x, self.d_model)
+        if self.norm_first:  # pre-LN: x = x + sublayer(norm(x))
+            x = x + self._attend(self.norm1(x), mask, is_causal)
+            x = x + self.ff(self.norm2(x))
+        else:  # post-LN: x = norm(x + sublayer(x))
+            x = self.norm1(x + self._attend(x, mask, is_causal))
+            x = self.norm2(x + self.ff(x))
+        return x
+
+    @classmethod
+    def from_torch(cls, layer: nn.TransformerEncoderLayer) -> EncoderBlock:
+        """A copy of an `nn.TransformerEncoderLayer(..., batch_first=True)`: same weights, same outputs."""
+        _check_torch_layer(layer, nn.TransformerEncoderLayer)
+        ours = cls(layer.self_attn.embed_dim, layer.self_attn.num_heads, layer.linear1.out_features,
+                   dropout=layer.dropout.p, activation=_torch_activation(layer), norm_first=layer.norm_first,
+                   bias=layer.linear1.bias is not None, layer_norm_eps=layer.norm1.eps)
+        ours.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
+        ours.ff.linear1.load_state_dict(layer.linear1.state_dict())
+        ours.ff.linear2.load_state_dict(layer.linear2.state_dict())
+        _copy_norm(ours.norm1, layer.norm1)
+        _copy_norm(ours.norm2, layer.norm2)
+        return ours.train(layer.training)
+
+
+class DecoderBlock(nn.Module):
+    """Causal self-attention, cross-attention to the encoder's output, feed-forward; residual + LayerNorm each.
+
+    x: (batch, seq_tgt, d_model), memory: (batch, seq_src, d_model) → (batch, seq_tgt, d_model).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0, activation: str = "relu",
+                 norm_first: bool = False, bias: bool = True, *, layer_norm_eps: float = 1e-5) -> None:
+        super().__init__()
+        _check_config(d_model, n_heads, d_ff, dropout, activation)
+        self.d_model, self.norm_first = d_model, norm_first
+        self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation, bias=bias)
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def _self(self, x: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
+        return self.dropout1(self.self_attn(x, mask=mask, is_causal=is_causal))
+
+    def _cross(self, x: Tensor, memory: Tensor, mask: Tensor | None) -> Tensor:
+        return self.dropout2(self.cross_attn(x, memory, mask=mask))
+
+    def forward(self, x: Tensor, memory: Tensor, self_mask: Tensor | None = None,
+                memory_mask: Tensor | None = None, *, is_causal: bool = True) -> Tensor:
+        """self_mask: broadcast to (batch, heads, seq_tgt, seq_tgt), combined with the causal triangle;
+        memory_mask: broadcast to (batch, heads, seq_tgt, seq_src). Both bool, True = may attend."""
+        _check_input("x", x, self.d_model)
+        _check_input("memory", memory, self.d_model)
+        if memory.shape[0] != x.shape[0]:
+            raise ValueError(f"memory has batch size {memory.shape[0]} but x has {x.shape[0]}: "
+                             f"each target sequence needs its own encoder output")
+        if self.norm_first:
+            x = x + self._self(self.norm1(x), self_mask, is_causal)
+            x = x + self._cross(self.norm2(x), memory, memory_mask)
+            x = x + self.ff(self.norm3(x))
+        else:
+            x = self.norm1(x + self._self(x, self_mask, is_causal))
+            x = self.norm2(x + self._cross(x, memory, memory_mask))
+            x = self.norm3(x + self.ff(x))
+        return x
+
+    @classmethod
+    def from_torch(cls, layer: nn.TransformerDecoderLayer) -> DecoderBlock:
+        """A copy of an `nn.TransformerDecoderLayer(..., batch_first=True)`: same weights, same outputs."""
+        _check_torch_layer(layer, nn.TransformerDecoderLayer)
+        ours = cls(layer.self_attn.embed_dim, layer.self_attn.num_heads, layer.linear1.out_features,
+                   dropout=layer.dropout.p, activation=_torch_activation(layer), norm_first=layer.norm_first,
+                   bias=layer.linear1.bias is not None, layer_norm_eps=layer.norm1.eps)
+        ours.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
+        ours.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
+        ours.ff.linear1.load_state_dict(layer.linear1.state_dict())
+        ours.ff.linear2.load_state_dict(layer.linear2.state_dict())
+        for mine, theirs in ((ours.norm1, layer.norm1), (ours.norm2, layer.norm2), (ours.norm3, layer.norm3)):
+            _copy_norm(mine, theirs)
+        return ours.train(layer.training)
+
+
+_COMPONENTS = (
+    ((MultiHeadAttention, nn.MultiheadAttention), "attention"),
+    ((FeedForward,), "feed-forward"),
+    ((nn.LayerNorm,), "norms"),
+    ((nn.Embedding,), "embeddings"),
+)
+
+
+def count_parameters(module: nn.Module, by: str = "child") -> dict[str, int]:
+    """Trainable-or-not parameter counts, each parameter counted once (tied weights too).
+
+    by="child": per named child (`self_attn`, `ff`, `norm1`, ...; "(own)" for parameters set on `module` itself).
+    by="component": per kind of part: attention, feed-forward, norms, embeddings, other.
+    The values always sum to `sum(p.numel() for p in module.parameters())`.
+    """
+    if by not in ("child", "component"):
+        raise ValueError(f"by must be 'child' or 'component', got {by!r}")
+    kind_of: dict[str, str] = {}  # module name → component, inherited from the nearest known ancestor
+    for name, sub in module.named_modules():
+        parent = name.rpartition(".")[0] if name else None
+        kind = next((k for types, k in _COMPONENTS if isinstance(sub, types)), None)
+        kind_of[name] = kind or (kind_of.get(parent, "other") if parent is not None else "other")
+    counts: dict[str, int] = {}
+    for pname, p in module.named_parameters():  # deduplicated: a shared tensor appears once
+        owner = pname.rpartition(".")[0]
+        key = (pname.partition(".")[0] if owner else "(own)") if by == "child" else kind_of[owner]
+        counts[key] = counts.get(key, 0) + p.numel()
+    return counts
