@@ -14,7 +14,6 @@ import pytest
 import labkit.data as data
 from labkit.data import CHUNK_TAGS, DATASETS, NER_TAGS, POS_TAGS, data_source, load_data
 
-REPO = Path(__file__).resolve().parents[1]
 SHA256 = {  # from the data folder's README
     "tinyshakespeare/input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
     "sst2/train.tsv": "c75796b01672b41c38cd4b35f4ff1ade88ca79b7577f3926e01ff69739d85ec9",
@@ -23,21 +22,6 @@ SHA256 = {  # from the data folder's README
     "conll2003/eng.testa": "0379d8fd6227a856e32c7fc47e9c5bbd33775d275d76ba7918770e47853009b7",
     "conll2003/eng.testb": "cb3428000825467bb96b6d8b4e4acf0ad807af86be5c6f6b9144cf3e7c142526",
 }
-
-
-def _data_dir() -> Path:
-    folder = Path(os.environ.get("LABKIT_DATA") or REPO.parent / "shared" / "data")
-    if not folder.is_dir():
-        reason = f"the real datasets are missing: LABKIT_DATA / {folder} is not a folder"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " (CI=true: this must not be skipped)")
-        pytest.skip(reason)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    return _data_dir()
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,309 @@
+"""Training a TinyGPT on a character corpus: AdamW, warmup + cosine decay, gradient clipping, bf16 autocast on
+CUDA, evaluation, atomic safetensors checkpoints and exact resumption, in a notebook or from the command line.
+
+    python -m labkit.train                      # the preset for this machine's device
+    python -m labkit.train --preset cpu --steps 500 --out runs/gpt.safetensors
+    torchrun --nproc_per_node 2 -m labkit.train --preset smoke   # data parallel (gloo on CPU, NCCL on GPUs)
+
+Batches are drawn from a generator seeded by (seed, step), so a run resumed from a checkpoint sees the same
+batches as one that never stopped, and every process of a data-parallel run draws the same global batch and
+takes its own rows of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from labkit.checkpoint import load_checkpoint, restore_model, save_checkpoint
+from labkit.corpus import CharCorpus, CharTokenizer
+from labkit.device import describe_device, pick_device, set_seed
+from labkit.models import GPTConfig, TinyGPT
+
+__all__ = ["TrainConfig", "History", "PRESETS", "preset_for", "lr_at", "estimate_loss", "train",
+           "load_trained", "main"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. The defaults are the CPU preset's."""
+
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    eval_batches: int = 20
+    seed: int = 0
+    compile: bool = False
+    time_limit_s: float | None = None  # stop early (and evaluate) once this much wall time has passed
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every", "eval_batches"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+        if not 0 < self.min_lr <= self.lr:
+            raise ValueError(f"TrainConfig needs 0 < min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
+        if self.warmup_steps < 0 or self.grad_clip <= 0 or self.weight_decay < 0:
+            raise ValueError("TrainConfig needs warmup_steps >= 0, grad_clip > 0 and weight_decay >= 0")
+
+
+# name → (model shape without the vocabulary, training config). Each finishes in minutes on its device.
+PRESETS: dict[str, tuple[dict, TrainConfig]] = {
+    "cpu": (dict(block_size=128, n_layer=4, n_head=4, d_model=128), TrainConfig()),
+    "mps": (dict(block_size=256, n_layer=6, n_head=6, d_model=192), TrainConfig(steps=3000, batch_size=64, lr=2e-3,
+                                                                                min_lr=2e-4)),
+    "cuda": (dict(block_size=256, n_layer=6, n_head=6, d_model=384, dropout=0.2),
+             TrainConfig(steps=2500, batch_size=128, lr=1.5e-3, min_lr=1.5e-4, warmup_steps=100, eval_every=250)),
+    # A few seconds anywhere: for tests and CI's fast mode. It trains for real, just not for long.
+    "smoke": (dict(block_size=64, n_layer=2, n_head=2, d_model=64),
+              TrainConfig(steps=200, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=20, eval_every=50,
+                          eval_batches=4)),
+}
+
+
+def preset_for(device: torch.device) -> str:
+    """The preset name for a device: cuda, mps or cpu; LABKIT_FAST=1 picks smoke."""
+    if os.environ.get("LABKIT_FAST", "").lower() in {"1", "true", "yes"}:
+        return "smoke"
+    return device.type if device.type in PRESETS else "cpu"
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warmup to `lr`, then cosine decay to `min_lr` at the last step."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@dataclass
+class History:
+    """What a run measured: per-step train loss, periodic train/val estimates, speed."""
+
+    step: int = 0  # steps done
+    train_loss: list[float] = field(default_factory=list)  # one per step
+    eval_steps: list[int] = field(default_factory=list)
+    eval_train: list[float] = field(default_factory=list)
+    eval_val: list[float] = field(default_factory=list)
+    tokens_per_s: float = 0.0
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _batch_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    logits = model(x)
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+
+
+@torch.no_grad()
+def estimate_loss(model: nn.Module, corpus: CharCorpus, block_size: int, batch_size: int, batches: int,
+                  device: torch.device, seed: int = 0) -> dict[str, float]:
+    """Mean loss over `batches` random batches of each split (the same batches every call for a given seed)."""
+    was_training = model.training
+    model.eval()
+    out = {}
+    for split in ("train", "val"):
+        gen = torch.Generator().manual_seed(seed + 12345)
+        losses = []
+        for _ in range(batches):
+            x, y = corpus.batch(split, batch_size, block_size, generator=gen, device=device)
+            with _autocast(device):
+                losses.append(_loss(model, x, y).item())
+        out[split] = sum(losses) / len(losses)
+    model.train(was_training)
+    return out
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside torchrun."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train(model: TinyGPT, corpus: CharCorpus, config: TrainConfig, *, device: torch.device | None = None,
+          checkpoint: str | os.PathLike | None = None, resume: bool = False,
+          on_eval: Callable[[History], None] | None = None, progress: bool = True) -> History:
+    """Train `model` on `corpus` and return its History.
+
+    checkpoint: a .safetensors path written after every evaluation (atomically); with resume=True an existing
+    one is loaded first and training continues from its step. KeyboardInterrupt stops cleanly: the last
+    checkpoint stays intact and the History so far is returned with `interrupted=True`.
+    on_eval: called with the History after every evaluation (live plots).
+    """
+    device = device or next(model.parameters()).device
+    rank, world = _distributed()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size={config.batch_size} must be divisible by the number of processes ({world})")
+    block_size = model.config.block_size
+    model.to(device)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.99))
+    history = History()
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        saved = load_checkpoint(checkpoint)
+        if saved["meta"].get("model_config") != model.config.to_dict():
+            raise ValueError(f"{checkpoint} holds a model with config {saved['meta'].get('model_config')}, "
+                             f"not {model.config.to_dict()}")
+        restore_model(model, saved)
+        optimizer.load_state_dict(saved["optim"])
+        torch.set_rng_state(saved["rng"])
+        history = History(**saved["meta"]["history"])
+        history.interrupted = False
+        if rank == 0:
+            print(f"resumed from {checkpoint} at step {history.step}")
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        net = torch.compile(net)
+
+    def evaluate_and_save() -> None:
+        losses = estimate_loss(model, corpus, block_size, config.batch_size, config.eval_batches, device, config.seed)
+        history.eval_steps.append(history.step)
+        history.eval_train.append(losses["train"])
+        history.eval_val.append(losses["val"])
+        if checkpoint is not None and rank == 0:
+            save_checkpoint(checkpoint, model, optimizer, model_config=model.config.to_dict(),
+                            train_config=asdict(config), tokenizer=corpus.tokenizer.to_dict(),
+                            history=history.to_dict(), processes=world)
+        if on_eval is not None and rank == 0:
+            on_eval(history)
+
+    model.train()
+    bar = tqdm(total=config.steps, initial=history.step, desc="training", disable=not progress or rank != 0)
+    start, start_step, earlier_s = time.perf_counter(), history.step, history.elapsed_s
+    try:
+        while history.step < config.steps:
+            step = history.step
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, config)
+            x, y = corpus.batch("train", config.batch_size, block_size, generator=_batch_generator(config.seed, step))
+            x, y = x[rank::world].to(device), y[rank::world].to(device)  # this process's rows of the global batch
+            with _autocast(device):
+                loss = _loss(net, x, y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = loss.detach()
+            if world > 1:
+                dist.all_reduce(step_loss, op=dist.ReduceOp.AVG)
+            history.train_loss.append(step_loss.item())
+            history.step += 1
+            elapsed = time.perf_counter() - start
+            history.tokens_per_s = (history.step - start_step) * config.batch_size * block_size / elapsed
+            bar.update(1)
+            bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", lr=f"{lr_at(step, config):.1e}")
+            out_of_time = config.time_limit_s is not None and elapsed >= config.time_limit_s
+            history.elapsed_s = earlier_s + elapsed
+            if history.step % config.eval_every == 0 or history.step == config.steps or out_of_time:
+                evaluate_and_save()
+            if out_of_time:
+                if rank == 0:
+                    print(f"time limit of {config.time_limit_s:g} s reached at step {history.step}")
+                break
+    except KeyboardInterrupt:
+        history.interrupted = True
+        if rank == 0:
+            kept = f"the checkpoint {checkpoint} (step {history.eval_steps[-1]}) is intact" if (
+                checkpoint is not None and history.eval_steps) else "no checkpoint was written"
+            print(f"interrupted at step {history.step}; {kept}")
+    finally:
+        bar.close()
+    return history
+
+
+def load_trained(path: str | os.PathLike, device: torch.device | None = None) -> tuple[TinyGPT, CharTokenizer]:
+    """The model and tokenizer of a checkpoint written by `train`, in eval mode."""
+    saved = load_checkpoint(path)
+    meta = saved["meta"]
+    if "model_config" not in meta or "tokenizer" not in meta:
+        raise ValueError(f"{path} is a labkit checkpoint but not of a TinyGPT training run")
+    model = TinyGPT(GPTConfig(**meta["model_config"]))
+    restore_model(model, saved)
+    return model.to(device or "cpu").eval(), CharTokenizer.from_dict(meta["tokenizer"])
+
+
+def main(argv: list[str] | None = None) -> History:
+    """The command-line trainer; see the module docstring."""
+    parser = argparse.ArgumentParser(prog="python -m labkit.train", description="Train a TinyGPT on Tiny Shakespeare.")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="default: the one for the device")
+    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--data", help="a folder or file with Tiny Shakespeare (default: LABKIT_DATA, then the hub)")
+    parser.add_argument("--out", default="runs/tiny-gpt.safetensors", help="checkpoint path")
+    parser.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    for name, kind in (("steps", int), ("batch-size", int), ("lr", float), ("eval-every", int), ("seed", int),
+                       ("time-limit", float)):
+        parser.add_argument(f"--{name}", type=kind)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on GPUs)")
+    args = parser.parse_args(argv)
+
+    from labkit.data import load_data
+
+    if "RANK" in os.environ and not dist.is_initialized():  # launched by torchrun
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    rank, world = _distributed()
+    device = pick_device(args.device) if world == 1 or not torch.cuda.is_available() else torch.device(
+        "cuda", int(os.environ["LOCAL_RANK"]))
+    preset = args.preset or preset_for(device)
+    shape, config = PRESETS[preset]
+    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
+                                   ("eval_every", args.eval_every), ("seed", args.seed),
+                                   ("time_limit_s", args.time_limit)) if v is not None}
+    if args.compile:
+        overrides["compile"] = True
+    if "lr" in overrides:
+        overrides["min_lr"] = min(config.min_lr, overrides["lr"])
+    config = replace(config, **overrides)
+    set_seed(config.seed)
+    corpus = CharCorpus.from_text(load_data("tinyshakespeare", args.data))
+    model = TinyGPT(GPTConfig(vocab_size=corpus.tokenizer.vocab_size, **shape))
+    if rank == 0:
+        print(f"device {describe_device(device)}, {world} process(es); preset {preset}: "
+              f"{model.num_parameters() / 1e6:.2f}M parameters, {config.steps} steps of "
+              f"{config.batch_size}×{model.config.block_size} tokens; seed {config.seed}")
+    history = train(model, corpus, config, device=device, checkpoint=args.out, resume=args.resume)
+    if rank == 0 and history.eval_val:
+        print(f"step {history.step}: train {history.eval_train[-1]:.4f}, val {history.eval_val[-1]:.4f} "
+              f"(perplexity {math.exp(history.eval_val[-1]):.2f}); {history.tokens_per_s:,.0f} tokens/s, "
+              f"{history.elapsed_s:.0f} s; checkpoint {args.out}")
+    if world > 1:
+        dist.destroy_process_group()
+    return history
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Training: the schedule, real learning on Tiny Shakespeare, checkpoints, exact resumption, data parallelism."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+import labkit.train
+from labkit.checkpoint import load_checkpoint, save_checkpoint
+from labkit.corpus import CharCorpus
+from labkit.models import GPTConfig, TinyGPT
+from labkit.train import PRESETS, TrainConfig, History, load_trained, lr_at, train
+
+SMOKE_SHAPE, SMOKE = PRESETS["smoke"]
+SHORT = replace(SMOKE, steps=40, eval_every=10, eval_batches=2)
+
+
+@pytest.fixture(scope="module")
+def corpus(shakespeare: str) -> CharCorpus:
+    return CharCorpus.from_text(shakespeare)
+
+
+def _model(corpus: CharCorpus, seed: int = 0) -> TinyGPT:
+    torch.manual_seed(seed)
+    return TinyGPT(GPTConfig(vocab_size=corpus.tokenizer.vocab_size, **SMOKE_SHAPE))
+
+
+def test_lr_warms_up_linearly_then_decays_by_cosine_to_min_lr() -> None:
+    c = TrainConfig(steps=1000, lr=1e-3, min_lr=1e-4, warmup_steps=100)
+    assert lr_at(0, c) == pytest.approx(1e-5)
+    assert lr_at(49, c) == pytest.approx(5e-4)
+    assert lr_at(100, c) == pytest.approx(1e-3)
+    assert lr_at(550, c) == pytest.approx(5.5e-4)  # halfway through the decay: the mean of lr and min_lr
+    assert lr_at(1000, c) == pytest.approx(1e-4)
+    assert all(lr_at(s, c) >= lr_at(s + 1, c) for s in range(100, 1000))
+
+
+def test_bad_train_configs_are_refused() -> None:
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="0 < min_lr <= lr"):
+        TrainConfig(lr=1e-4, min_lr=1e-3)
+
+
+def test_smoke_preset_learns_characters(corpus: CharCorpus) -> None:
+    history = train(_model(corpus), corpus, SMOKE, progress=False)
+    assert history.step == SMOKE.steps and len(history.train_loss) == SMOKE.steps
+    assert history.train_loss[0] == pytest.approx(math.log(65), abs=0.15)  # uniform guess at the start
+    assert history.eval_val[-1] < 2.7  # well below the 3.3 of character frequencies alone
+
+
+def test_checkpoint_resume_reproduces_the_uninterrupted_curve(corpus: CharCorpus, tmp_path: Path) -> None:
+    straight = train(_model(corpus), corpus, SHORT, progress=False)
+
+    path = tmp_path / "run.safetensors"
+
+    def stop_at_20(history: History) -> None:
+        if history.step == 20:
+            raise KeyboardInterrupt
+
+    first = train(_model(corpus), corpus, SHORT, checkpoint=path, on_eval=stop_at_20, progress=False)
+    assert first.interrupted and first.step == 20
+    assert load_checkpoint(path)["meta"]["history"]["step"] == 20
+
+    resumed = train(_model(corpus, seed=99), corpus, SHORT, checkpoint=path, resume=True, progress=False)
+    assert resumed.step == SHORT.steps
+    assert resumed.train_loss == pytest.approx(straight.train_loss, abs=1e-5)
+    assert resumed.eval_val == pytest.approx(straight.eval_val, abs=1e-5)
+
+
+def test_interrupt_inside_a_step_keeps_the_last_checkpoint(corpus: CharCorpus, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run.safetensors"
+    real_generator = labkit.train._batch_generator
+
+    def generator_then_interrupt(seed: int, step: int) -> torch.Generator:
+        if step == 24:  # inside the 25th step, after the step-20 checkpoint
+            raise KeyboardInterrupt
+        return real_generator(seed, step)
+
+    monkeypatch.setattr(labkit.train, "_batch_generator", generator_then_interrupt)
+    history = train(_model(corpus), corpus, SHORT, checkpoint=path, progress=False)
+    assert history.interrupted and history.step == 24
+    assert load_checkpoint(path)["meta"]["history"]["step"] == 20
+    model, tokenizer = load_trained(path)
+    assert tokenizer.chars == corpus.tokenizer.chars and not model.training
+
+
+def test_a_checkpoint_from_another_configuration_is_refused(corpus: CharCorpus, tmp_path: Path) -> None:
+    path = tmp_path / "run.safetensors"
+    train(_model(corpus), corpus, replace(SHORT, steps=10), checkpoint=path, progress=False)
+    bigger = TinyGPT(GPTConfig(vocab_size=65, block_size=64, n_layer=3, n_head=2, d_model=64))
+    with pytest.raises(ValueError, match="holds a model with config"):
+        train(bigger, corpus, SHORT, checkpoint=path, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_checkpoints_raise_a_clear_error(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, TinyGPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=1, d_model=8)))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a checkpoint at all" * 10)
+    with pytest.raises(ValueError, match="not a readable safetensors checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
+    """torchrun, gloo, 2 CPU processes: each takes half of every global batch; the losses match one process."""
+    common = ["--preset", "smoke", "--steps", "12", "--eval-every", "6"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    single = tmp_path / "single.safetensors"
+    double = tmp_path / "double.safetensors"
+    subprocess.run([sys.executable, "-m", "labkit.train", *common, "--out", str(single)], check=True, env=env,
+                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                    "-m", "labkit.train", *common, "--out", str(double)], check=True, env=env, capture_output=True)
+    assert load_checkpoint(double)["meta"]["processes"] == 2
+    one = load_checkpoint(single)["meta"]["history"]
+    two = load_checkpoint(double)["meta"]["history"]
+    assert two["step"] == one["step"] == 12
+    assert two["train_loss"] == pytest.approx(one["train_loss"], abs=1e-4)
+    assert two["eval_val"] == pytest.approx(one["eval_val"], abs=1e-4)
