@@ -63,8 +63,21 @@ def _check_torch_layer(layer: nn.Module, kind: type) -> None:
                          f"(labkit's tensors are (batch, seq, d_model)), got batch_first=False")
 
 
-def _copy_norm(ours: nn.LayerNorm, theirs: nn.LayerNorm) -> None:
-    ours.load_state_dict(theirs.state_dict())
+def _copy_torch_layer(cls: type, layer: nn.Module, kind: type) -> nn.Module:
+    """A labkit block (`cls`) with the weights, dropout, eps and mode of a torch encoder or decoder layer."""
+    _check_torch_layer(layer, kind)
+    ours = cls(layer.self_attn.embed_dim, layer.self_attn.num_heads, layer.linear1.out_features,
+               dropout=layer.dropout.p, activation=_torch_activation(layer), norm_first=layer.norm_first,
+               bias=layer.linear1.bias is not None, layer_norm_eps=layer.norm1.eps)
+    ours.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
+    if kind is nn.TransformerDecoderLayer:
+        ours.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
+    ours.ff.linear1.load_state_dict(layer.linear1.state_dict())
+    ours.ff.linear2.load_state_dict(layer.linear2.state_dict())
+    for name in ("norm1", "norm2", "norm3"):
+        if hasattr(layer, name):
+            getattr(ours, name).load_state_dict(getattr(layer, name).state_dict())
+    return ours.train(layer.training)
 
 
 class FeedForward(nn.Module):
@@ -126,16 +139,7 @@ class EncoderBlock(nn.Module):
     @classmethod
     def from_torch(cls, layer: nn.TransformerEncoderLayer) -> EncoderBlock:
         """A copy of an `nn.TransformerEncoderLayer(..., batch_first=True)`: same weights, same outputs."""
-        _check_torch_layer(layer, nn.TransformerEncoderLayer)
-        ours = cls(layer.self_attn.embed_dim, layer.self_attn.num_heads, layer.linear1.out_features,
-                   dropout=layer.dropout.p, activation=_torch_activation(layer), norm_first=layer.norm_first,
-                   bias=layer.linear1.bias is not None, layer_norm_eps=layer.norm1.eps)
-        ours.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
-        ours.ff.linear1.load_state_dict(layer.linear1.state_dict())
-        ours.ff.linear2.load_state_dict(layer.linear2.state_dict())
-        _copy_norm(ours.norm1, layer.norm1)
-        _copy_norm(ours.norm2, layer.norm2)
-        return ours.train(layer.training)
+        return _copy_torch_layer(cls, layer, nn.TransformerEncoderLayer)
 
 
 class DecoderBlock(nn.Module):
@@ -186,17 +190,7 @@ class DecoderBlock(nn.Module):
     @classmethod
     def from_torch(cls, layer: nn.TransformerDecoderLayer) -> DecoderBlock:
         """A copy of an `nn.TransformerDecoderLayer(..., batch_first=True)`: same weights, same outputs."""
-        _check_torch_layer(layer, nn.TransformerDecoderLayer)
-        ours = cls(layer.self_attn.embed_dim, layer.self_attn.num_heads, layer.linear1.out_features,
-                   dropout=layer.dropout.p, activation=_torch_activation(layer), norm_first=layer.norm_first,
-                   bias=layer.linear1.bias is not None, layer_norm_eps=layer.norm1.eps)
-        ours.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
-        ours.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
-        ours.ff.linear1.load_state_dict(layer.linear1.state_dict())
-        ours.ff.linear2.load_state_dict(layer.linear2.state_dict())
-        for mine, theirs in ((ours.norm1, layer.norm1), (ours.norm2, layer.norm2), (ours.norm3, layer.norm3)):
-            _copy_norm(mine, theirs)
-        return ours.train(layer.training)
+        return _copy_torch_layer(cls, layer, nn.TransformerDecoderLayer)
 
 
 _COMPONENTS = (
