@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.masks import causal_mask, check_mask
+from labkit.validate import check_positive_int
 
 __all__ = [
     "attention_scores",
@@ -139,8 +140,7 @@ def split_heads(x: Tensor, n_heads: int) -> Tensor:
     """(batch, seq, d_model) → (batch, heads, seq, d_head), with d_head = d_model / heads."""
     if x.dim() != 3:
         raise ValueError(f"expected (batch, seq, d_model), got shape {tuple(x.shape)}")
-    if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1:
-        raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
+    check_positive_int("n_heads", n_heads)
     batch, seq, d_model = x.shape
     if d_model % n_heads:
         raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.attention import MultiHeadAttention
+from labkit.validate import check_positive_int
 
 __all__ = ["FeedForward", "EncoderBlock", "DecoderBlock", "count_parameters"]
 
@@ -28,8 +29,7 @@ _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 def _check_config(d_model: int, n_heads: int, d_ff: int, dropout: float, activation: str) -> None:
     for name, n in (("d_model", d_model), ("n_heads", n_heads), ("d_ff", d_ff)):
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"{name} must be a positive int, got {n!r}")
+        check_positive_int(name, n)
     if d_model % n_heads:
         raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}: "
                          f"each head gets d_model / n_heads features")

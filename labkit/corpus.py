@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from labkit.validate import check_positive_int
+
 __all__ = ["CharTokenizer", "train_val_split", "random_batch", "CharCorpus"]
 
 _SHOWN = 5  # how many offending characters / ids an error message lists
@@ -107,10 +109,6 @@ def _check_ids(ids: Tensor) -> None:
         raise ValueError(f"ids must be 1-D (n,) token ids, got shape {tuple(ids.shape)}")
 
 
-def _check_positive_int(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
 
 def train_val_split(ids: Tensor, val_fraction: float = 0.1) -> tuple[Tensor, Tensor]:
     """ids (n,) → (train, val): the first floor(n·(1 - val_fraction)) tokens and the rest, in order (views)."""
@@ -133,8 +131,8 @@ def random_batch(ids: Tensor, batch_size: int, block_size: int, generator: torch
     The offsets come from `generator` (torch's global one when None), so a seeded generator repeats the batches.
     """
     _check_ids(ids)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("block_size", block_size)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("block_size", block_size)
     if len(ids) < block_size + 1:
         raise ValueError(f"ids has {len(ids)} tokens, but a window of block_size={block_size} needs "
                          f"block_size + 1 = {block_size + 1} (inputs plus the next token)")

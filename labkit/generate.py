@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from labkit.validate import check_positive_int
+
 __all__ = ["TOP_P_TOLERANCE", "filter_logits", "next_token_distribution", "generate", "sample_text"]
 
 # A prefix whose probability is within this of top_p counts as reaching it, so that rounding in softmax
@@ -137,10 +139,6 @@ def _check_idx(idx: Tensor) -> None:
         raise ValueError(f"idx is an empty prompt (shape {tuple(idx.shape)}): give at least one token of prompt")
 
 
-def _check_positive_int(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
 
 def _last_logits(model: nn.Module, context: Tensor) -> Tensor:
     """The model's logits (batch, vocab) for the token after `context` (batch, seq)."""
@@ -161,7 +159,7 @@ def next_token_distribution(model: nn.Module, idx: Tensor, *, block_size: int | 
     """
     _check_idx(idx)
     if block_size is not None:
-        _check_positive_int("block_size", block_size)
+        check_positive_int("block_size", block_size)
     idx = idx.to(_model_device(model, idx.device))
     with _inference(model):
         logits = _last_logits(model, idx if block_size is None else idx[:, -block_size:])
@@ -183,7 +181,7 @@ def generate(model: nn.Module, idx: Tensor, max_new_tokens: int, *, block_size: 
     _check_idx(idx)
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    _check_positive_int("block_size", block_size)
+    check_positive_int("block_size", block_size)
     _check_filters(temperature, top_k, top_p, repetition_penalty)
     idx = idx.to(_model_device(model, idx.device))
     with _inference(model):

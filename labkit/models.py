@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from labkit.blocks import EncoderBlock
 from labkit.positional import LearnedPositionalEmbedding
+from labkit.validate import check_positive_int
 
 __all__ = ["GPTConfig", "TinyGPT"]
 
@@ -32,9 +33,7 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+            check_positive_int(f"GPTConfig.{name}", getattr(self, name))
         if self.d_model % self.n_head:
             raise ValueError(f"GPTConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:

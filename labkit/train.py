@@ -30,6 +30,7 @@ from labkit.checkpoint import load_checkpoint, restore_model, save_checkpoint
 from labkit.corpus import CharCorpus, CharTokenizer
 from labkit.device import describe_device, pick_device, set_seed
 from labkit.models import GPTConfig, TinyGPT
+from labkit.validate import check_positive_int
 
 __all__ = ["TrainConfig", "History", "PRESETS", "preset_for", "lr_at", "estimate_loss", "train",
            "load_trained", "main"]
@@ -54,9 +55,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "eval_batches"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+            check_positive_int(f"TrainConfig.{name}", getattr(self, name))
         if not 0 < self.min_lr <= self.lr:
             raise ValueError(f"TrainConfig needs 0 < min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
         if self.warmup_steps < 0 or self.grad_clip <= 0 or self.weight_decay < 0:
