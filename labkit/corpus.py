@@ -109,7 +109,6 @@ def _check_ids(ids: Tensor) -> None:
         raise ValueError(f"ids must be 1-D (n,) token ids, got shape {tuple(ids.shape)}")
 
 
-
 def train_val_split(ids: Tensor, val_fraction: float = 0.1) -> tuple[Tensor, Tensor]:
     """ids (n,) → (train, val): the first floor(n·(1 - val_fraction)) tokens and the rest, in order (views)."""
     _check_ids(ids)

@@ -187,12 +187,22 @@ def _not_found_message(info: DatasetInfo, env: str, hub_error: BaseException | N
 # ---------------------------------------------------------------------------------------------- readers
 
 
+def _read_utf8(file: Path) -> str:
+    data = file.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{file}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
+                         "expected the dataset's files as published") from None
+
+
 def _lines(file: Path) -> list[str]:
-    return file.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n")
+    return _read_utf8(file).replace("\r\n", "\n").split("\n")
 
 
 def _read_text(file: Path) -> str:
-    text = file.read_text(encoding="utf-8")
+    text = _read_utf8(file)
     if not text:
         raise ValueError(f"{file}: the file is empty, expected the corpus text")
     return text

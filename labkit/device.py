@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "describe_device", "set_seed"]
+__all__ = ["pick_device", "describe_device", "available_memory", "set_seed"]
 
 _KNOWN = ("cuda", "mps", "cpu")
 
@@ -42,6 +42,19 @@ def describe_device(device: torch.device) -> str:
     if device.type == "mps":
         return "mps (Apple GPU)"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for a new allocation on `device` (a CUDA GPU's free memory; the host's available RAM for the
+    CPU), or None where that cannot be read (MPS, systems without /proc/meminfo)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu" and os.path.exists("/proc/meminfo"):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    return None
 
 
 def set_seed(seed: int) -> int:

@@ -139,7 +139,6 @@ def _check_idx(idx: Tensor) -> None:
         raise ValueError(f"idx is an empty prompt (shape {tuple(idx.shape)}): give at least one token of prompt")
 
 
-
 def _last_logits(model: nn.Module, context: Tensor) -> Tensor:
     """The model's logits (batch, vocab) for the token after `context` (batch, seq)."""
     out = model(context)
@@ -207,6 +206,9 @@ def sample_text(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: i
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
     if not prompt:
         raise ValueError("prompt is empty: give at least one token of prompt")
-    idx = tokenizer.encode(prompt)[None, :]  # (1, len(prompt)); unknown characters raise here
+    idx = tokenizer.encode(prompt)[None, :]  # (1, prompt tokens); unknown characters raise here
+    if idx.shape[1] > block_size:
+        raise ValueError(f"prompt is {idx.shape[1]} tokens long, more than the model's block_size={block_size}: "
+                         "shorten it")
     out = generate(model, idx, max_new_tokens, block_size=block_size, **kwargs)
     return tokenizer.decode(out[0].cpu())

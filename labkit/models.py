@@ -87,14 +87,18 @@ class TinyGPT(nn.Module):
 
     @torch.no_grad()
     def attention_maps(self, idx: Tensor) -> Tensor:
-        """(layers, batch, heads, seq, seq): every layer's attention weights, from the naive path."""
+        """(layers, batch, heads, seq, seq): every layer's attention weights, from the naive path, in eval mode
+        (no dropout, so every row sums to 1)."""
         attentions = [block.self_attn for block in self.blocks]
+        was_training = self.training
+        self.eval()
         for attn in attentions:
             attn.record_weights = True
         try:
             self(idx)
             return torch.stack([attn.last_weights for attn in attentions])
         finally:
+            self.train(was_training)
             for attn in attentions:
                 attn.record_weights = False
 

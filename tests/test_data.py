@@ -287,3 +287,9 @@ def test_real_copy_with_one_bad_line(data_dir, tmp_path):
     (folder / "train.tsv").write_text("\n".join(lines), encoding="utf-8")
     with pytest.raises(ValueError, match=r"train\.tsv, line 11: label must be 0 \(negative\) or 1 \(positive\)"):
         load_data("sst2", path=folder)
+
+
+def test_text_that_is_not_utf8_names_file_and_line(tmp_path):
+    (tmp_path / "input.txt").write_bytes(b"First Citizen:\nBefore we proceed\n\xff any further\n")
+    with pytest.raises(ValueError, match=r"input\.txt, line 3: not UTF-8 text \(byte 0xff at offset 33\)"):
+        load_data("tinyshakespeare", path=tmp_path / "input.txt")

@@ -350,3 +350,6 @@ def test_sample_text_rejects_bad_prompts():
         sample_text(model, tok, "", 5, 4)
     with pytest.raises(ValueError, match=r"outside this tokenizer's vocabulary of 4: 'z' at position 1"):
         sample_text(model, tok, "az", 5, 4)
+    with pytest.raises(ValueError, match=r"prompt is 5 tokens long, more than the model's block_size=4"):
+        sample_text(model, tok, "abcda", 5, 4)
+    assert sample_text(model, tok, "abcd", 1, 4, greedy=True) == "abcda"  # exactly block_size is fine

@@ -48,3 +48,11 @@ def test_bad_inputs_and_configs(model: TinyGPT) -> None:
         GPTConfig(vocab_size=11, d_model=30, n_head=4)
     with pytest.raises(ValueError, match="vocab_size must be a positive int"):
         GPTConfig(vocab_size=0)
+
+
+def test_attention_maps_leave_out_dropout_and_keep_the_mode() -> None:
+    model = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=16, dropout=0.5))
+    model.train()
+    maps = model.attention_maps(torch.randint(11, (2, 8)))
+    assert torch.allclose(maps.sum(-1), torch.ones(2, 2, 2, 8))  # dropout would break the rows' sums
+    assert model.training

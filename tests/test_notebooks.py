@@ -1,7 +1,12 @@
-"""Every notebook is committed clean and runs top to bottom headless, as a learner's "Run All" would."""
+"""Every notebook is committed clean and runs top to bottom headless, as a learner's "Run All" would.
+
+Training notebooks run in the lab's fast mode (LABKIT_FAST=1: the "smoke" preset, trained for real but briefly)
+unless LABKIT_FAST is already set; `LABKIT_FAST=0 python3 lab.py test -k notebook` runs the full presets.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbclient
@@ -16,6 +21,7 @@ def test_the_lab_has_its_notebooks() -> None:
     names = [nb.name for nb in NOTEBOOKS]
     assert "01-attention-step-by-step.ipynb" in names
     assert "02-positional-encoding.ipynb" in names
+    assert "04-tiny-gpt.ipynb" in names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -27,7 +33,8 @@ def test_notebook_is_committed_without_outputs(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path: Path) -> None:
+def test_notebook_runs_top_to_bottom(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_FAST", os.environ.get("LABKIT_FAST", "1"))  # the kernel inherits it
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOK_DIR)}})

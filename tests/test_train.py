@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -93,6 +95,40 @@ def test_interrupt_inside_a_step_keeps_the_last_checkpoint(corpus: CharCorpus, t
     assert tokenizer.chars == corpus.tokenizer.chars and not model.training
 
 
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return load_checkpoint(path)["meta"]["history"]["step"]
+    except FileNotFoundError:
+        return 0
+
+
+def test_sigkill_between_steps_leaves_a_checkpoint_that_resumes_the_same_curve(tmp_path: Path) -> None:
+    """kill -9 the command-line trainer three times at different points; each time the newest checkpoint loads,
+    and the run resumed from it ends on the loss curve of a run that was never killed."""
+    common = ["--preset", "smoke", "--steps", "240", "--eval-every", "10"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = tmp_path / "straight.safetensors"
+    subprocess.run([sys.executable, "-m", "labkit.train", *common, "--out", str(straight)], check=True, env=env,
+                   capture_output=True, timeout=120)
+    path = tmp_path / "killed.safetensors"
+    for kill_after in (40, 120, 200):
+        process = subprocess.Popen([sys.executable, "-m", "labkit.train", *common, "--out", str(path), "--resume"],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while _checkpoint_step(path) < kill_after and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+        assert kill_after <= _checkpoint_step(path) < 240  # the newest checkpoint loads
+    subprocess.run([sys.executable, "-m", "labkit.train", *common, "--out", str(path), "--resume"], check=True,
+                   env=env, capture_output=True, timeout=120)
+    one, resumed = (load_checkpoint(p)["meta"]["history"] for p in (straight, path))
+    assert resumed["step"] == one["step"] == 240
+    assert resumed["train_loss"] == pytest.approx(one["train_loss"], abs=1e-5)
+    assert resumed["eval_val"] == pytest.approx(one["eval_val"], abs=1e-5)
+
+
 def test_a_checkpoint_from_another_configuration_is_refused(corpus: CharCorpus, tmp_path: Path) -> None:
     path = tmp_path / "run.safetensors"
     train(_model(corpus), corpus, replace(SHORT, steps=10), checkpoint=path, progress=False)
@@ -129,3 +165,46 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
     assert two["step"] == one["step"] == 12
     assert two["train_loss"] == pytest.approx(one["train_loss"], abs=1e-4)
     assert two["eval_val"] == pytest.approx(one["eval_val"], abs=1e-4)
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "labkit.train", *args], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=120)
+
+
+def test_training_memory_estimate_is_near_what_a_step_uses() -> None:
+    """The estimate against resident memory measured around two real training steps, in a fresh process."""
+    code = """
+import resource, torch, torch.nn.functional as F
+from labkit.models import GPTConfig, TinyGPT
+from labkit.train import training_memory
+config = GPTConfig(65, block_size=128, n_layer=4, n_head=4, d_model=128)
+model = TinyGPT(config)
+opt = torch.optim.AdamW(model.parameters())
+x = torch.randint(65, (32, 128))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range(2):
+    F.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward()
+    opt.step()
+    opt.zero_grad()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 / training_memory(config, 32))
+"""
+    ratio = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout)
+    assert 0.5 < ratio < 1.5, f"measured / estimated = {ratio:.2f}"
+
+
+def test_a_run_too_big_for_memory_is_refused_before_it_starts(corpus: CharCorpus) -> None:
+    with pytest.raises(MemoryError, match=r"needs about .* GiB on cpu .* but only .* GiB is free; choose a smaller"):
+        train(_model(corpus), corpus, replace(SHORT, batch_size=10**7), progress=False)
+    result = _cli("--preset", "smoke", "--batch-size", "10000000", "--out", os.devnull)
+    assert result.returncode == 1
+    assert result.stderr.startswith("labkit.train: error: this run needs about") and "Traceback" not in result.stderr
+
+
+def test_the_cli_names_a_malformed_data_file(tmp_path: Path) -> None:
+    (tmp_path / "tinyshakespeare").mkdir()
+    (tmp_path / "tinyshakespeare" / "input.txt").write_bytes(b"ROMEO:\n\xfe\n")
+    result = _cli("--preset", "smoke", "--out", str(tmp_path / "run.safetensors"), env={"LABKIT_DATA": str(tmp_path)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"input.txt, line 2: not UTF-8 text" in result.stderr
