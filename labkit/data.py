@@ -36,6 +36,7 @@ __all__ = [
     "HUB_TIMEOUT_S",
     "hub_reachable",
     "hub_check",
+    "offline_by_env",
     "hub_available",
     "data_source",
     "load_data",
@@ -104,7 +105,8 @@ def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
 hub_check: Callable[[], bool] = hub_reachable
 
 
-def _offline_by_env() -> bool:
+def offline_by_env() -> bool:
+    """True when HF_HUB_OFFLINE or HF_DATASETS_OFFLINE switches the hub off."""
     return any(os.environ.get(var, "").strip().lower() in _TRUE for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
@@ -113,7 +115,7 @@ def hub_available(timeout: float | None = None) -> bool:
 
     The check runs in a daemon thread, so even a check stuck in DNS cannot hold the caller longer than `timeout`.
     """
-    if _offline_by_env():
+    if offline_by_env():
         return False
     timeout = HUB_TIMEOUT_S if timeout is None else timeout
     answer: list[bool] = []
@@ -176,7 +178,7 @@ def _not_found_message(info: DatasetInfo, env: str, hub_error: BaseException | N
     where = f"LABKIT_DATA={env!r} has no {_expected(info)}" if env else "LABKIT_DATA is not set"
     if hub_error is not None:
         hub = f"loading {info.hub_name!r} from the Hugging Face hub failed ({hub_error})"
-    elif _offline_by_env():
+    elif offline_by_env():
         hub = f"the Hugging Face hub ({info.hub_name!r}) is switched off by HF_HUB_OFFLINE / HF_DATASETS_OFFLINE"
     else:
         hub = f"the Hugging Face hub ({info.hub_name!r}) cannot be reached"

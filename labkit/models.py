@@ -2,6 +2,10 @@
 
 `TinyGPT` is a decoder-only language model in the GPT-2 mould: token embedding + learned positions, a stack of
 pre-LN blocks with causal self-attention, a final LayerNorm and an output layer tied to the token embedding.
+
+`TinyBERT` is an encoder in the BERT mould: token + position + segment embeddings, a stack of post-LN blocks with
+bidirectional self-attention (padding hidden), and two pretraining heads: `MaskedLMHead` (predict the masked
+tokens, its decoder tied to the token embedding) and `NSPHead` (does sentence B follow sentence A?).
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.blocks import EncoderBlock
 from labkit.positional import LearnedPositionalEmbedding
 from labkit.validate import check_positive_int
 
-__all__ = ["GPTConfig", "TinyGPT"]
+__all__ = ["GPTConfig", "TinyGPT", "BertConfig", "TinyBERT", "MaskedLMHead", "NSPHead"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,161 @@ class TinyGPT(nn.Module):
             self.train(was_training)
             for attn in attentions:
                 attn.record_weights = False
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """The shape of a TinyBERT. d_ff defaults to 4 · d_model. norm_first=False is BERT's post-LN."""
+
+    vocab_size: int
+    max_len: int = 128  # the longest input, [CLS] and [SEP]s included
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 256
+    d_ff: int | None = None  # None → 4 · d_model
+    type_vocab_size: int = 2  # segments: sentence A and sentence B
+    dropout: float = 0.1
+    norm_first: bool = False
+    layer_norm_eps: float = 1e-12  # BERT's
+
+    def __post_init__(self) -> None:
+        if self.d_ff is None:
+            object.__setattr__(self, "d_ff", 4 * self.d_model if isinstance(self.d_model, int) else self.d_model)
+        for name in ("vocab_size", "max_len", "n_layer", "n_head", "d_model", "d_ff", "type_vocab_size"):
+            check_positive_int(f"BertConfig.{name}", getattr(self, name))
+        if self.d_model % self.n_head:
+            raise ValueError(f"BertConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"BertConfig.dropout must lie in [0, 1), got {self.dropout!r}")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"BertConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _bert_init(module: nn.Module) -> None:
+    """BERT's initialisation: every weight matrix and embedding N(0, 0.02²), biases 0, LayerNorms 1 and 0."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class MaskedLMHead(nn.Module):
+    """hidden (n, d_model) → logits (n, vocab): dense → GELU → LayerNorm → decoder tied to the word embeddings.
+
+    The decoder's weight IS `embedding.weight` (the same Parameter: a step on the MLM loss moves the embedding, and
+    freezing the embedding freezes the decoder's matrix); only its bias (vocab,) is the head's own. Feed it the
+    masked positions only: logits for every position would be batch × seq × vocab floats. Works on any
+    `nn.Embedding` of shape (vocab, d_model), a Hugging Face encoder's `embeddings.word_embeddings` included; the
+    embedding's weights are left as they are.
+    """
+
+    def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, *, layer_norm_eps: float = 1e-12) -> None:
+        super().__init__()
+        check_positive_int("d_model", d_model)
+        check_positive_int("vocab_size", vocab_size)
+        if not isinstance(embedding, nn.Embedding) or tuple(embedding.weight.shape) != (vocab_size, d_model):
+            got = tuple(embedding.weight.shape) if isinstance(embedding, nn.Embedding) else type(embedding).__name__
+            raise ValueError(f"embedding must be an nn.Embedding of shape (vocab_size={vocab_size}, "
+                             f"d_model={d_model}), got {got}")
+        self.dense = nn.Linear(d_model, d_model)
+        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.decoder = nn.Linear(d_model, vocab_size)
+        self.decoder.weight = embedding.weight  # tied: one matrix reads tokens in and scores them out
+        _bert_init(self.dense)
+        nn.init.zeros_(self.decoder.bias)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        h = self.norm(F.gelu(self.dense(hidden)))  # (n, d_model)
+        return self.decoder(h)  # (n, vocab)
+
+
+class NSPHead(nn.Module):
+    """hidden (batch, seq, d_model) → logits (batch, 2): BERT's pooler (dense + tanh on the [CLS] vector at position
+    0), then a linear classifier. Class 0 = B follows A (IsNext), 1 = B is a random sentence (NotNext)."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        check_positive_int("d_model", d_model)
+        self.pooler = nn.Linear(d_model, d_model)
+        self.classifier = nn.Linear(d_model, 2)
+        self.apply(_bert_init)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        if hidden.dim() != 3:
+            raise ValueError(f"hidden must have shape (batch, seq, d_model), got {tuple(hidden.shape)}")
+        pooled = torch.tanh(self.pooler(hidden[:, 0]))  # (batch, d_model): the [CLS] token's summary
+        return self.classifier(pooled)  # (batch, 2)
+
+
+def _check_ids(name: str, ids: Tensor, shape: tuple[int, ...] | None = None) -> None:
+    if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        got = f"shape {tuple(ids.shape)} and dtype {ids.dtype}" if isinstance(ids, Tensor) else type(ids).__name__
+        raise ValueError(f"{name} must be (batch, seq) integer ids, got {got}")
+    if shape is not None and tuple(ids.shape) != shape:
+        raise ValueError(f"{name} has shape {tuple(ids.shape)} but input_ids has {shape}")
+
+
+class TinyBERT(nn.Module):
+    """A BERT encoder. forward(input_ids, token_type_ids, attention_mask) → hidden (batch, seq, d_model).
+
+    input_ids, token_type_ids: (batch, seq) long; attention_mask: (batch, seq), True / 1 = real token, False / 0 =
+    padding, which no token may attend to. Post-LN blocks with GELU, as in BERT (`norm_first=True` gives pre-LN
+    blocks and a final LayerNorm). The heads are `mlm_head` (call it on the masked positions' hidden vectors only)
+    and `nsp_head` (call it on the whole hidden sequence; it reads [CLS]).
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.token_emb = nn.Embedding(c.vocab_size, c.d_model)
+        self.pos_emb = LearnedPositionalEmbedding(c.max_len, c.d_model)
+        self.segment_emb = nn.Embedding(c.type_vocab_size, c.d_model)
+        self.emb_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(c.d_model, c.n_head, c.d_ff, c.dropout, activation="gelu", norm_first=c.norm_first,
+                         layer_norm_eps=c.layer_norm_eps)
+            for _ in range(c.n_layer)
+        )
+        # Pre-LN blocks leave the residual stream un-normalised, so they need a last LayerNorm; post-LN ends in one.
+        self.norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.norm_first else nn.Identity()
+        self.mlm_head = MaskedLMHead(c.d_model, c.vocab_size, self.token_emb, layer_norm_eps=c.layer_norm_eps)
+        self.nsp_head = NSPHead(c.d_model)
+        self.apply(_bert_init)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
+                attention_mask: Tensor | None = None) -> Tensor:
+        _check_ids("input_ids", input_ids)
+        batch, seq = input_ids.shape
+        if seq > self.config.max_len:
+            raise ValueError(f"sequence length {seq} exceeds the model's max_len={self.config.max_len}; "
+                             f"truncate the input to {self.config.max_len} tokens")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        _check_ids("token_type_ids", token_type_ids, (batch, seq))
+        x = self.pos_emb(self.token_emb(input_ids)) + self.segment_emb(token_type_ids)  # (batch, seq, d_model)
+        x = self.drop(self.emb_norm(x))
+        mask = None
+        if attention_mask is not None:
+            if tuple(attention_mask.shape) != (batch, seq):
+                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
+                                 f"{(batch, seq)}")
+            keep = attention_mask.bool()
+            if not keep.all():  # no padding: leave the mask out and take the fused kernel's fastest path
+                mask = keep[:, None, None, :]  # (batch, 1, 1, seq): hide padded keys from every query
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)  # (batch, seq, d_model)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -33,8 +33,8 @@ from labkit.device import available_memory, describe_device, pick_device, set_se
 from labkit.models import GPTConfig, TinyGPT
 from labkit.validate import check_positive_int
 
-__all__ = ["TrainConfig", "History", "PRESETS", "preset_for", "lr_at", "training_memory", "estimate_loss", "train",
-           "load_trained", "main"]
+__all__ = ["TrainConfig", "History", "PRESETS", "preset_for", "lr_at", "make_optimizer", "autocast", "batch_generator",
+           "optimizer_step", "training_memory", "estimate_loss", "train", "load_trained", "main"]
 
 
 @dataclass(frozen=True)
@@ -133,12 +133,37 @@ class History:
         return asdict(self)
 
 
-def _batch_generator(seed: int, step: int) -> torch.Generator:
+def batch_generator(seed: int, step: int) -> torch.Generator:
+    """The generator that draws step `step`'s batch: the same for a run resumed there as for one that never stopped."""
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-def _autocast(device: torch.device, bf16: bool = True):
+def autocast(device: torch.device, bf16: bool = True):
+    """bf16 autocast on CUDA when `bf16`; a no-op context on CPUs and MPS (they train in fp32)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices (≥ 2-D: linear weights, embeddings) and none on biases and norms.
+
+    Parameters with requires_grad=False (a frozen encoder) are left out.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no parameter with requires_grad=True: nothing to train")
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.99))
+
+
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, lr: float, grad_clip: float) -> None:
+    """After loss.backward(): clip the gradients' global norm to `grad_clip`, step at `lr`, clear the gradients."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -158,7 +183,7 @@ def estimate_loss(model: nn.Module, corpus: CharCorpus, block_size: int, batch_s
         losses = []
         for _ in range(batches):
             x, y = corpus.batch(split, batch_size, block_size, generator=gen, device=device)
-            with _autocast(device, bf16):
+            with autocast(device, bf16):
                 losses.append(_loss(model, x, y).item())
         out[split] = sum(losses) / len(losses)
     model.train(was_training)
@@ -189,10 +214,7 @@ def train(model: TinyGPT, corpus: CharCorpus, config: TrainConfig, *, device: to
     block_size = model.config.block_size
     _check_memory(model.config, config, device, world)
     model.to(device)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.99))
+    optimizer = make_optimizer(model, config)
     history = History()
     if resume and checkpoint is not None and Path(checkpoint).exists():
         saved = load_checkpoint(checkpoint)
@@ -231,16 +253,12 @@ def train(model: TinyGPT, corpus: CharCorpus, config: TrainConfig, *, device: to
     try:
         while history.step < config.steps:
             step = history.step
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, config)
-            x, y = corpus.batch("train", config.batch_size, block_size, generator=_batch_generator(config.seed, step))
+            x, y = corpus.batch("train", config.batch_size, block_size, generator=batch_generator(config.seed, step))
             x, y = x[rank::world].to(device), y[rank::world].to(device)  # this process's rows of the global batch
-            with _autocast(device, config.bf16):
+            with autocast(device, config.bf16):
                 loss = _loss(net, x, y)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(model, optimizer, lr_at(step, config), config.grad_clip)
             step_loss = loss.detach()
             if world > 1:
                 dist.all_reduce(step_loss, op=dist.ReduceOp.AVG)

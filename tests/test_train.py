@@ -80,14 +80,14 @@ def test_checkpoint_resume_reproduces_the_uninterrupted_curve(corpus: CharCorpus
 def test_interrupt_inside_a_step_keeps_the_last_checkpoint(corpus: CharCorpus, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "run.safetensors"
-    real_generator = labkit.train._batch_generator
+    real_generator = labkit.train.batch_generator
 
     def generator_then_interrupt(seed: int, step: int) -> torch.Generator:
         if step == 24:  # inside the 25th step, after the step-20 checkpoint
             raise KeyboardInterrupt
         return real_generator(seed, step)
 
-    monkeypatch.setattr(labkit.train, "_batch_generator", generator_then_interrupt)
+    monkeypatch.setattr(labkit.train, "batch_generator", generator_then_interrupt)
     history = train(_model(corpus), corpus, SHORT, checkpoint=path, progress=False)
     assert history.interrupted and history.step == 24
     assert load_checkpoint(path)["meta"]["history"]["step"] == 20
@@ -170,28 +170,6 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "labkit.train", *args], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=120)
-
-
-def test_training_memory_estimate_is_near_what_a_step_uses() -> None:
-    """The estimate against resident memory measured around two real training steps, in a fresh process."""
-    code = """
-import resource, torch, torch.nn.functional as F
-from labkit.models import GPTConfig, TinyGPT
-from labkit.train import training_memory
-config = GPTConfig(65, block_size=128, n_layer=4, n_head=4, d_model=128)
-model = TinyGPT(config)
-opt = torch.optim.AdamW(model.parameters())
-x = torch.randint(65, (32, 128))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-for _ in range(2):
-    F.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward()
-    opt.step()
-    opt.zero_grad()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 / training_memory(config, 32))
-"""
-    ratio = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                 env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout)
-    assert 0.5 < ratio < 1.5, f"measured / estimated = {ratio:.2f}"
 
 
 def test_a_run_too_big_for_memory_is_refused_before_it_starts(corpus: CharCorpus) -> None:
