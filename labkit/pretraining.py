@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from labkit.checkpoint import load_checkpoint, restore_model, save_checkpoint
 from labkit.models import BertConfig, MaskedLMHead, NSPHead, TinyBERT
-from labkit.train import TrainConfig, autocast, batch_generator, lr_at, make_optimizer, optimizer_step
+from labkit.train import (TrainConfig, autocast, batch_generator, interrupt_notice, lr_at, make_optimizer,
+                          optimizer_step)
 
 __all__ = ["IGNORE", "NSP_CHANCE", "BERT_SPECIAL_IDS", "pretraining_loss", "evaluate", "unigram_baseline",
            "PretrainHistory", "pretrain", "load_pretrained", "fill_mask", "EncoderWithMLMHead"]
@@ -233,9 +234,7 @@ def pretrain(model: nn.Module, data, config: TrainConfig, *, device: torch.devic
                 break
     except KeyboardInterrupt:
         history.interrupted = True
-        kept = f"the checkpoint {checkpoint} (step {history.eval_steps[-1]}) is intact" if (
-            checkpoint is not None and history.eval_steps) else "no checkpoint was written"
-        print(f"interrupted at step {history.step}; {kept}")
+        print(interrupt_notice(history.step, history.eval_steps, checkpoint))
     finally:
         bar.close()
     return history

@@ -34,7 +34,7 @@ from labkit.models import GPTConfig, TinyGPT
 from labkit.validate import check_positive_int
 
 __all__ = ["TrainConfig", "History", "PRESETS", "preset_for", "lr_at", "make_optimizer", "autocast", "batch_generator",
-           "optimizer_step", "training_memory", "estimate_loss", "train", "load_trained", "main"]
+           "optimizer_step", "interrupt_notice", "training_memory", "estimate_loss", "train", "load_trained", "main"]
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,13 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, lr: float
     optimizer.zero_grad(set_to_none=True)
 
 
+def interrupt_notice(step: int, eval_steps: list[int], checkpoint: str | os.PathLike | None) -> str:
+    """What an interrupted run says: where it stopped, and which checkpoint (written at evaluations) survives."""
+    kept = f"the checkpoint {checkpoint} (step {eval_steps[-1]}) is intact" if (
+        checkpoint is not None and eval_steps) else "no checkpoint was written"
+    return f"interrupted at step {step}; {kept}"
+
+
 def _loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     logits = model(x)
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
@@ -279,9 +286,7 @@ def train(model: TinyGPT, corpus: CharCorpus, config: TrainConfig, *, device: to
     except KeyboardInterrupt:
         history.interrupted = True
         if rank == 0:
-            kept = f"the checkpoint {checkpoint} (step {history.eval_steps[-1]}) is intact" if (
-                checkpoint is not None and history.eval_steps) else "no checkpoint was written"
-            print(f"interrupted at step {history.step}; {kept}")
+            print(interrupt_notice(history.step, history.eval_steps, checkpoint))
     finally:
         bar.close()
     return history
