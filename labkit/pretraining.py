@@ -27,13 +27,13 @@ from tqdm.auto import tqdm
 
 from labkit.checkpoint import load_checkpoint, restore_model, save_checkpoint
 from labkit.models import BertConfig, MaskedLMHead, NSPHead, TinyBERT
+from labkit.pretraining_data import IGNORE
 from labkit.train import (TrainConfig, autocast, batch_generator, interrupt_notice, lr_at, make_optimizer,
                           optimizer_step)
 
 __all__ = ["IGNORE", "NSP_CHANCE", "BERT_SPECIAL_IDS", "pretraining_loss", "evaluate", "unigram_baseline",
            "PretrainHistory", "pretrain", "load_pretrained", "fill_mask", "EncoderWithMLMHead"]
 
-IGNORE = -100  # the label of positions (mlm_labels) and examples (nsp_labels) that carry no loss
 NSP_CHANCE = 0.5  # NSP accuracy of a coin flip (pairs are IsNext or NotNext half the time each)
 BERT_SPECIAL_IDS = (0, 100, 101, 102, 103)  # [PAD] [UNK] [CLS] [SEP] [MASK] in the uncased WordPiece vocabulary
 
