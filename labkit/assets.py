@@ -213,7 +213,15 @@ def _model(source: ModelSource, task: str, attentions: bool, kwargs: dict[str, A
         kwargs = {**kwargs, "attn_implementation": "eager", "output_attentions": True}
         print("labkit.assets: attentions=True: eager attention with output_attentions=True (the SDPA and flash "
               "kernels compute attention without returning its weights)")
-    model, info = auto.from_pretrained(source.location, output_loading_info=True, **_local(source), **kwargs)
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    if task in _LM_HEADS:  # a missing head gets labkit's one-line error below, not transformers' load report
+        hf_logging.set_verbosity_error()
+    try:
+        model, info = auto.from_pretrained(source.location, output_loading_info=True, **_local(source), **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     if task in _LM_HEADS and info["missing_keys"]:
         head, instead = _LM_HEADS[task]
         missing = sorted(info["missing_keys"])

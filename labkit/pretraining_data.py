@@ -39,6 +39,7 @@ MASK_PROB = 0.15  # share of the ordinary tokens chosen for prediction
 TO_MASK, TO_RANDOM = 0.8, 0.1  # of the chosen: 80% → [MASK], 10% → a random token, the other 10% kept
 SOURCES = ("tinyshakespeare", "conll2003", "sst2")
 SPLITS = ("train", "heldout")
+LENGTH_GROUPS = 8  # a batch is one of this many runs of similar length (see PretrainingData.batch)
 HELDOUT_FRACTION = 0.1  # Tiny Shakespeare: the last 10% of the speeches are held out
 _SHOWN = 40  # characters of a sentence quoted in a warning
 
@@ -428,12 +429,17 @@ class PretrainingData:
                              f"got {sources!r}")
         sources = tuple(_check_source(name) for name in sources)
         parts: dict[str, list[EncodedExamples]] = {split: [] for split in SPLITS}
-        counts: dict[str, dict[str, dict[str, int]]] = {}
-        for index, name in enumerate(sources):
-            counts[name] = {}
-            for split, docs in _split_documents(name).items():
-                examples = [(p.a, p.b, p.nsp_label) for p in make_nsp_pairs(docs, seed=seed)]
-                examples += [(doc[0], None, IGNORE) for doc in docs if len(doc) == 1]
+        counts: dict[str, dict[str, dict[str, int]]] = {name: {} for name in sources}
+        split_docs = {name: _split_documents(name) for name in sources}
+        for split in SPLITS:
+            # One corpus per split: a NotNext sentence may come from any source, as BERT drew it from its whole corpus.
+            docs = {name: split_docs[name][split] for name in sources}
+            pairs = make_nsp_pairs([doc for name in sources for doc in docs[name]], seed=seed)
+            for index, name in enumerate(sources):
+                n_pairs = sum(len(doc) - 1 for doc in docs[name])  # make_nsp_pairs goes document by document
+                examples = [(p.a, p.b, p.nsp_label) for p in pairs[:n_pairs]]
+                pairs = pairs[n_pairs:]
+                examples += [(doc[0], None, IGNORE) for doc in docs[name] if len(doc) == 1]
                 if limit is not None and len(examples) > limit:
                     examples = random.Random(f"{seed}:{name}:{split}").sample(examples, limit)
                 encoded, dropped = _encode_examples(tokenizer, examples, max_len, index, f"{name} {split}")
@@ -475,10 +481,18 @@ class PretrainingData:
 
     def batch(self, split: str, batch_size: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """`batch_size` examples of "train" or "heldout" drawn at random (with replacement) from `generator`,
-        which also draws the train masks. See the class docstring for the tensors."""
+        which also draws the train masks. See the class docstring for the tensors.
+
+        Examples of similar length go together, so that little of the batch is padding: `LENGTH_GROUPS` ×
+        batch_size examples are drawn, sorted by length, and one of the `LENGTH_GROUPS` runs of batch_size is kept,
+        chosen at random. Every example is still as likely as any other to be drawn.
+        """
         check_positive_int("batch_size", batch_size)
-        rows = torch.randint(len(self._examples(split)), (batch_size,), generator=generator)
-        return self._batch(split, rows, generator)
+        examples = self._examples(split)
+        drawn = torch.randint(len(examples), (LENGTH_GROUPS * batch_size,), generator=generator)
+        drawn = drawn[examples.lengths[drawn].argsort(stable=True)]
+        group = int(torch.randint(LENGTH_GROUPS, (1,), generator=generator))
+        return self._batch(split, drawn[group * batch_size:(group + 1) * batch_size], generator)
 
     def heldout_batches(self, batch_size: int) -> Iterator[dict[str, Tensor]]:
         """All held-out examples, `batch_size` at a time (the last batch may be smaller), always in the same order

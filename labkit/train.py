@@ -17,9 +17,10 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -78,11 +79,12 @@ PRESETS: dict[str, tuple[dict, TrainConfig]] = {
 }
 
 
-def preset_for(device: torch.device) -> str:
-    """The preset name for a device: cuda, mps or cpu; LABKIT_FAST=1 picks smoke."""
+def preset_for(device: torch.device, presets: Mapping[str, Any] = PRESETS) -> str:
+    """The name in `presets` for a device: its type (cuda, mps) when `presets` has it, else cpu; LABKIT_FAST=1
+    picks smoke."""
     if os.environ.get("LABKIT_FAST", "").lower() in {"1", "true", "yes"}:
         return "smoke"
-    return device.type if device.type in PRESETS else "cpu"
+    return device.type if device.type in presets else "cpu"
 
 
 def lr_at(step: int, config: TrainConfig) -> float:

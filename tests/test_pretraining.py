@@ -349,3 +349,37 @@ def test_pretraining_plot_draws_the_history() -> None:
     assert np.allclose(data[4].y, [0.5, 0.75])
     assert plot.figure.layout.title.text == "step 4: masked top-1 12.5%, top-5 25.0%, NSP 75.0%"
     assert [shape.y0 for shape in plot.figure.layout.shapes] == [0.04, 0.5]  # the baselines, dashed
+
+
+def test_pretraining_plot_leaves_out_steps_without_sentence_pairs() -> None:
+    from labkit.viz.training import PretrainingPlot
+
+    plot = PretrainingPlot(smoothing=2)
+    plot.update(PretrainHistory(step=4, mlm_loss=[8.0, 6.0, 4.0, 2.0], nsp_loss=[0.7, math.nan, 0.5, 0.3]))
+    nsp = plot.figure.data[3]
+    assert list(nsp.x) == [3, 4] and np.allclose(nsp.y, [0.6, 0.4])  # steps 1 and 3, then 3 and 4
+
+
+def test_a_step_without_sentence_pairs_records_nan_nsp_loss(tokenizer) -> None:
+    from labkit.pretraining_data import PretrainingData
+
+    data = PretrainingData.build(tokenizer, sources=("sst2",), max_len=32, limit=100)  # lone sentences only
+    model = TinyBERT(BertConfig(vocab_size=len(tokenizer), max_len=32, n_layer=1, n_head=2, d_model=16))
+    config = TrainConfig(steps=3, batch_size=4, warmup_steps=1, eval_every=3, eval_batches=1)
+    history = pretrain(model, data, config, progress=False)
+    assert all(math.isnan(loss) for loss in history.nsp_loss) and all(loss > 0 for loss in history.mlm_loss)
+    assert math.isnan(history.eval_nsp_accuracy[0])
+
+
+def test_bert_presets_build_models_and_follow_the_device(monkeypatch) -> None:
+    from labkit.pretraining import BERT_PRESETS
+    from labkit.train import preset_for
+
+    monkeypatch.delenv("LABKIT_FAST", raising=False)
+    assert preset_for(torch.device("cuda"), BERT_PRESETS) == "cuda"
+    assert preset_for(torch.device("mps"), BERT_PRESETS) == "cpu"  # no MPS preset: the CPU's
+    monkeypatch.setenv("LABKIT_FAST", "1")
+    assert preset_for(torch.device("cuda"), BERT_PRESETS) == "smoke"
+    for shape, config in BERT_PRESETS.values():
+        model = TinyBERT(BertConfig(vocab_size=100, **shape))
+        assert model.config.norm_first and config.steps >= config.eval_every

@@ -383,3 +383,42 @@ def test_token_counts_cover_the_train_text(data):
     assert counts.shape == (VOCAB,)
     assert int(counts.sum()) == int((~data.train.special_tokens_mask).sum())
     assert counts[[PAD, CLS, SEP, MASK]].sum() == 0
+
+
+def test_train_batches_group_similar_lengths_and_draw_every_example_alike(data, monkeypatch):
+    gen = torch.Generator().manual_seed(3)
+    lengths = data.train.lengths.float()
+    padded = [data.batch("train", 32, gen)["attention_mask"] for _ in range(50)]
+    waste = sum(int((~m).sum()) for m in padded) / sum(m.numel() for m in padded)
+    # 50 batches drawn without grouping pad to the longest of 32 random examples
+    random_rows = torch.randint(len(lengths), (50, 32), generator=gen)
+    random_waste = float(1 - lengths[random_rows].mean() / lengths[random_rows].max(dim=1).values.mean())
+    assert waste < 0.5 * random_waste, (waste, random_waste)
+    # grouping keeps the draw uniform: no length is favoured, so the drawn examples' mean length is the data's
+    drawn = []
+    batch_rows = PretrainingData._batch
+    monkeypatch.setattr(PretrainingData, "_batch", lambda self, split, rows, g: drawn.append(rows) or
+                        batch_rows(self, split, rows, g))
+    for _ in range(400):
+        data.batch("train", 16, gen)
+    assert all(len(rows) == 16 for rows in drawn)
+    batch_means = torch.stack([lengths[rows].mean() for rows in drawn])  # correlated within a batch: use its means
+    error = float(batch_means.std() / math.sqrt(len(drawn)))
+    assert abs(float(batch_means.mean() - lengths.mean())) < 4 * error, (batch_means.mean(), lengths.mean(), error)
+    assert float(batch_means.std()) > 2 * float(torch.stack([lengths[r].std() for r in drawn]).mean()), \
+        "batches differ in length far more than examples within a batch do"
+
+
+def test_notnext_sentences_come_from_the_whole_corpus(tokenizer):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        built = PretrainingData.build(tokenizer, sources=("tinyshakespeare", "sst2"), max_len=64, seed=0,
+                                      limit=2000)
+    sst2 = {tuple(ids) for ids in tokenizer([s for [s] in documents("sst2")], add_special_tokens=False)["input_ids"]}
+    notnext = (built.train.sources == 0) & (built.train.nsp_labels == 1)  # Shakespeare line + random sentence
+    assert notnext.sum() > 100
+    b_parts = [tuple(ids[types == 1][:-1].tolist())  # segment B without its [SEP]
+               for ids, types in zip(built.train.input_ids[notnext], built.train.token_type_ids[notnext])]
+    from_sst2 = sum(b in sst2 for b in b_parts)
+    # SST-2 holds most of the two sources' sentences, so most NotNext partners of Shakespeare lines come from it
+    assert from_sst2 > 0.5 * len(b_parts), (from_sst2, len(b_parts))

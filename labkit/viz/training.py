@@ -14,11 +14,14 @@ __all__ = ["LossPlot", "PretrainingPlot"]
 
 
 def _moving_average(values, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, means): the mean of each run of k consecutive values (k capped at their number), at its last step."""
+    """(steps, means): the mean of each run of k consecutive values (k capped at their number), at its last step.
+    Steps count from 1; nan values (a step that measured nothing) are left out."""
     values = np.asarray(values, dtype=float)
+    steps = np.flatnonzero(~np.isnan(values)) + 1
+    values = values[steps - 1]
     k = max(1, min(k, len(values)))
     smooth = np.convolve(values, np.ones(k) / k, mode="valid") if len(values) else values
-    return np.arange(k, len(values) + 1), smooth
+    return steps[k - 1:], smooth
 
 
 class LossPlot(WidgetView):
