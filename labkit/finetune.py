@@ -17,6 +17,7 @@ The training loop lives elsewhere (Hugging Face `Trainer`, or the notebook's own
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -49,6 +50,8 @@ __all__ = [
     "trainer_metrics",
     "predict_sentence",
     "predict_entities",
+    "score_dataset",
+    "train_multitask",
 ]
 
 IGNORE_INDEX = -100  # the label F.cross_entropy (and every Hugging Face model) leaves out of the loss
@@ -262,8 +265,9 @@ class MultiTaskModel(nn.Module):
 
 
 def multitask_loss(model: MultiTaskModel, sentence_batch: dict[str, Tensor], token_batch: dict[str, Tensor],
-                   weights: tuple[float, float] = (1.0, 1.0)) -> Tensor:
-    """weights[0] * sentence loss + weights[1] * token loss, a scalar; each batch is a collated dict with labels."""
+                   weights: tuple[float, float] = (1.0, 1.0)) -> dict[str, Tensor]:
+    """{"loss": weights[0] * sentence loss + weights[1] * token loss, "sentence": ..., "token": ...}, scalars; each
+    batch is a collated dict with labels."""
     if (len(weights) != 2 or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
                                      and w >= 0 for w in weights)):
         raise ValueError(f"weights must be two finite numbers >= 0 (sentence, token), got {weights!r}")
@@ -272,7 +276,7 @@ def multitask_loss(model: MultiTaskModel, sentence_batch: dict[str, Tensor], tok
             raise ValueError(f"{name} must hold 'input_ids' and 'labels' (a collated batch), got keys {list(batch)}")
     sentence = model(**sentence_batch, task="sentence").loss
     token = model(**token_batch, task="token").loss
-    return weights[0] * sentence + weights[1] * token
+    return {"loss": weights[0] * sentence + weights[1] * token, "sentence": sentence, "token": token}
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -449,3 +453,89 @@ def predict_entities(model: nn.Module, tokenizer: PreTrainedTokenizerBase, text:
             first_piece.setdefault(word, position)
     return [(word, label_names[predicted[first_piece[i]]] if i in first_piece else None)
             for i, word in enumerate(words)]
+
+
+# ---------------------------------------------------------------------------------------------- whole data sets
+
+
+def _batches(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, task: str, batch_size: int,
+             shuffle_seed: int | None = None) -> Any:
+    from torch.utils.data import DataLoader
+
+    generator = None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed)
+    return DataLoader(dataset.with_format("torch"), batch_size=batch_size, shuffle=shuffle_seed is not None,
+                      generator=generator, collate_fn=data_collator(tokenizer, task))
+
+
+@torch.no_grad()
+def score_dataset(model: nn.Module, dataset: Dataset, tokenizer: PreTrainedTokenizerBase, task: str,
+                  label_names: Sequence[str], *, batch_size: int = 64, model_task: str | None = None) -> dict:
+    """Score `model` on an encoded data set (from `encode_sentences` / `encode_tagged`), in eval mode.
+
+    task "sentence": {"accuracy", "predictions" (n,), "probabilities" (n, n_labels)}; task "token": {"accuracy"
+    over the labelled tokens, "entities": `entity_scores` of the predicted tags ("overall" and per type)}.
+    model_task is passed to the model's forward when given (a `MultiTaskModel`).
+    """
+    _check_task(task)
+    check_positive_int("batch_size", batch_size)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    logits_list, labels_list = [], []
+    try:
+        for batch in _batches(dataset, tokenizer, task, batch_size):
+            labels = batch.pop("labels")
+            batch = {k: v.to(device) for k, v in batch.items()}
+            output = model(**batch) if model_task is None else model(**batch, task=model_task)
+            logits_list.append(getattr(output, "logits", output).float().cpu())
+            labels_list.append(labels)
+    finally:
+        model.train(was_training)
+    if task == "sentence":
+        logits, labels = torch.cat(logits_list), torch.cat(labels_list)
+        return {"accuracy": accuracy(logits, labels), "predictions": logits.argmax(-1),
+                "probabilities": logits.softmax(-1)}
+    true_tags, predicted_tags = [], []
+    for logits, labels in zip(logits_list, labels_list):
+        true, predicted = token_predictions_to_tags(logits, labels, label_names)
+        true_tags += true
+        predicted_tags += predicted
+    flat_logits = torch.cat([logits.flatten(0, 1) for logits in logits_list])
+    return {"accuracy": accuracy(flat_logits, torch.cat([labels.flatten() for labels in labels_list])),
+            "entities": entity_scores(true_tags, predicted_tags)}
+
+
+def train_multitask(model: MultiTaskModel, sentence_data: Dataset, token_data: Dataset,
+                    tokenizer: PreTrainedTokenizerBase, steps: int, *, batch_size: int = 32, lr: float = 1e-4,
+                    weights: tuple[float, float] = (1.0, 1.0), seed: int = 0, progress: bool = True) -> list[dict]:
+    """Train both heads and the shared encoder together: each step takes one batch of each task and steps AdamW on
+    `multitask_loss` (warm-up over 6% of the steps, then linear decay to 0, as `training_arguments`). Returns one
+    {"step", "sentence", "token"} loss record per step."""
+    from tqdm.auto import tqdm
+
+    check_positive_int("steps", steps)
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, round(0.06 * steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / (steps - warmup)))
+
+    def endless(dataset: Dataset, task: str, offset: int) -> Any:
+        for epoch in itertools.count():
+            yield from _batches(dataset, tokenizer, task, batch_size, shuffle_seed=seed + 1000 * epoch + offset)
+
+    sentences, tokens = endless(sentence_data, "sentence", 0), endless(token_data, "token", 1)
+    model.train()
+    history = []
+    for step in tqdm(range(steps), desc="multi-task", disable=not progress):
+        sentence_batch = {k: v.to(device) for k, v in next(sentences).items()}
+        token_batch = {k: v.to(device) for k, v in next(tokens).items()}
+        losses = multitask_loss(model, sentence_batch, token_batch, weights)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        history.append({"step": step + 1, "sentence": losses["sentence"].item(),
+                        "token": losses["token"].item()})
+    return history

@@ -281,13 +281,15 @@ def test_both_heads_share_one_encoder(encoder, batches):
 def test_multitask_loss_is_the_weighted_sum(multitask, batches):
     sentence_batch, token_batch = batches
     with torch.no_grad():
-        total = multitask_loss(multitask, sentence_batch, token_batch, weights=(0.3, 2.0))
+        losses = multitask_loss(multitask, sentence_batch, token_batch, weights=(0.3, 2.0))
         sentence = multitask(**sentence_batch, task="sentence").loss
         token = multitask(**token_batch, task="token").loss
         default = multitask_loss(multitask, sentence_batch, token_batch)
-    assert total.dim() == 0
-    torch.testing.assert_close(total, 0.3 * sentence + 2.0 * token)
-    torch.testing.assert_close(default, sentence + token)
+    assert losses["loss"].dim() == 0
+    torch.testing.assert_close(losses["loss"], 0.3 * sentence + 2.0 * token)
+    torch.testing.assert_close(losses["sentence"], sentence)
+    torch.testing.assert_close(losses["token"], token)
+    torch.testing.assert_close(default["loss"], sentence + token)
 
 
 def test_multitask_errors(multitask, encoder, batches):

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from labkit.pretraining import fill_mask
 from labkit.pretraining_data import IGNORE, PretrainingData, show_example
 from labkit.validate import check_positive_int
-from labkit.viz.view import WidgetView
+from labkit.viz.view import WidgetView, error_html
 
 __all__ = ["example_table", "ExampleExplorer", "FillMaskBox"]
 
@@ -99,7 +99,7 @@ class FillMaskBox(WidgetView):
         try:
             guesses = fill_mask(self.model, self.tokenizer, self.text.value, top_k=self.top_k)
         except ValueError as error:
-            self.message.value = f'<span style="color:#c53030">⚠ {html.escape(str(error), quote=False)}</span>'
+            self.message.value = error_html(error)
             return None
         self.message.value = ""
         with self.figure.batch_update():

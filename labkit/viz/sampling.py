@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from labkit.corpus import CharTokenizer
 from labkit.generate import next_token_distribution, sample_text
 from labkit.validate import check_positive_int
-from labkit.viz.view import WidgetView
+from labkit.viz.view import WidgetView, error_html
 
 __all__ = ["visible_char", "SamplingExplorer"]
 
@@ -102,8 +102,7 @@ class SamplingExplorer(WidgetView):
         return self.tokenizer.encode(prompt)[None, :]  # unknown characters raise here
 
     def _show_error(self, error: ValueError | None) -> None:
-        self.message.value = "" if error is None else (
-            f'<span style="color:#c53030">⚠ {html.escape(str(error), quote=False)}</span>')
+        self.message.value = "" if error is None else error_html(error)
 
     def update(self) -> None:
         """Redraw the bars for the current prompt and filters; bad input leaves them as they were."""

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import html
+
 import ipywidgets as widgets
 
-__all__ = ["WidgetView"]
+__all__ = ["WidgetView", "error_html"]
+
+
+def error_html(error: Exception) -> str:
+    """An error as a red line for a view's message widget (bad input is shown, never raised, in a view)."""
+    return f'<span style="color:#c53030">⚠ {html.escape(str(error), quote=False)}</span>'
 
 
 class WidgetView:
