@@ -62,8 +62,8 @@ def fine_tune(model, train_data, tokenizer, task: str, steps: int, args) -> tupl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget per task (default 15)")
-    parser.add_argument("--sst2-steps", type=int, default=3000, help="SST-2 optimizer steps (default 3000)")
-    parser.add_argument("--conll-steps", type=int, default=2200, help="CoNLL-2003 optimizer steps (default 2200)")
+    parser.add_argument("--sst2-steps", type=int, default=4000, help="SST-2 optimizer steps (default 4000)")
+    parser.add_argument("--conll-steps", type=int, default=2900, help="CoNLL-2003 optimizer steps (default 2900)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)

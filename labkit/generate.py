@@ -13,6 +13,9 @@ tokens, its logits for the last position are filtered, and the next token is dra
 4. top-p (nucleus): keep the smallest set of most probable tokens whose probability reaches p, at least one.
 
 Filtered tokens get logit -inf, so softmax gives them probability 0.
+
+`generation_trace` runs the same loop as `generate` and records each step's candidates with their probabilities
+before and after the filters. `CausalLMAdapter` lets a Hugging Face causal LM (GPT-2) run through these functions.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,7 +31,8 @@ from torch import Tensor, nn
 
 from labkit.validate import check_positive_int
 
-__all__ = ["TOP_P_TOLERANCE", "filter_logits", "next_token_distribution", "generate", "sample_text"]
+__all__ = ["TOP_P_TOLERANCE", "filter_logits", "next_token_distribution", "generate", "GenerationTrace",
+           "generation_trace", "CausalLMAdapter", "encode_prompt", "seeded_generator", "sample_text"]
 
 # A prefix whose probability is within this of top_p counts as reaching it, so that rounding in softmax
 # (0.5 + 0.25 coming out as 0.74999994) does not pull in one more token.
@@ -166,6 +171,32 @@ def next_token_distribution(model: nn.Module, idx: Tensor, *, block_size: int | 
         return logits.softmax(dim=-1)
 
 
+def _check_generation(idx: Tensor, max_new_tokens: int, block_size: int, temperature: float, top_k: int | None,
+                      top_p: float | None, repetition_penalty: float) -> None:
+    _check_idx(idx)
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    check_positive_int("block_size", block_size)
+    _check_filters(temperature, top_k, top_p, repetition_penalty)
+
+
+def _next_logits(model: nn.Module, idx: Tensor, block_size: int, filters: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """(raw, filtered) float logits (batch, vocab) for the token after idx (batch, seq); the model sees the last
+    block_size tokens, the repetition penalty all of them."""
+    raw = _last_logits(model, idx[:, -block_size:]).float()
+    return raw, filter_logits(raw, previous=idx, **filters)
+
+
+def _choose(logits: Tensor, greedy: bool, generator: torch.Generator | None) -> Tensor:
+    """The next ids (batch, 1) from filtered logits (batch, vocab): their argmax, or a draw from `generator`."""
+    if greedy:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = logits.softmax(dim=-1)
+    if generator is not None:
+        probs = probs.to(generator.device)
+    return torch.multinomial(probs, 1, generator=generator).to(logits.device)
+
+
 def generate(model: nn.Module, idx: Tensor, max_new_tokens: int, *, block_size: int, greedy: bool = False,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
              repetition_penalty: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
@@ -177,38 +208,130 @@ def generate(model: nn.Module, idx: Tensor, max_new_tokens: int, *, block_size: 
     gives the same text whatever device the model is on). Runs without gradients in eval mode, and puts the
     model back in the training mode it had.
     """
-    _check_idx(idx)
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    check_positive_int("block_size", block_size)
-    _check_filters(temperature, top_k, top_p, repetition_penalty)
+    _check_generation(idx, max_new_tokens, block_size, temperature, top_k, top_p, repetition_penalty)
+    filters = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
     idx = idx.to(_model_device(model, idx.device))
     with _inference(model):
         for _ in range(max_new_tokens):
-            logits = _last_logits(model, idx[:, -block_size:]).float()  # (batch, vocab)
-            logits = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   repetition_penalty=repetition_penalty, previous=idx)
-            if greedy:
-                next_id = logits.argmax(dim=-1, keepdim=True)  # (batch, 1)
-            else:
-                probs = logits.softmax(dim=-1)
-                if generator is not None:
-                    probs = probs.to(generator.device)
-                next_id = torch.multinomial(probs, 1, generator=generator).to(idx.device)
-            idx = torch.cat([idx, next_id], dim=1)
+            _, logits = _next_logits(model, idx, block_size, filters)
+            idx = torch.cat([idx, _choose(logits, greedy, generator)], dim=1)
     return idx
 
 
-def sample_text(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int, block_size: int,
-                **kwargs: Any) -> str:
-    """The prompt and its continuation, as text: encode with `tokenizer`, `generate(**kwargs)`, decode."""
+@dataclass(frozen=True)
+class GenerationTrace:
+    """One generation, step by step (`generation_trace`); all tensors on the CPU, one row per new token.
+
+    ids: (1, prompt + steps) long, the prompt and the new tokens, as `generate` returns them
+    tokens: (steps,) long, the chosen ids;  ranks: (steps,) long, each one's place in its step's ranking (0 = first)
+    candidates: (steps, n) long, the n highest-ranked ids: by probability after the filters, ties by the model's
+        own probability, then by lower id
+    raw: (steps, n) their probabilities under the model's own distribution (T = 1, no filters)
+    filtered: (steps, n) their probabilities after the filters: what the token was drawn from
+    chosen: (steps,) the chosen token's probability after the filters
+    kept: (steps,) long, how many tokens the filters left with probability > 0
+    """
+
+    ids: Tensor
+    tokens: Tensor
+    ranks: Tensor
+    candidates: Tensor
+    raw: Tensor
+    filtered: Tensor
+    chosen: Tensor
+    kept: Tensor
+
+    @property
+    def prompt_length(self) -> int:
+        return self.ids.shape[1] - len(self.tokens)
+
+
+def generation_trace(model: nn.Module, idx: Tensor, max_new_tokens: int, *, block_size: int, greedy: bool = False,
+                     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                     repetition_penalty: float = 1.0, generator: torch.Generator | None = None,
+                     n_candidates: int = 10) -> GenerationTrace:
+    """`generate` for one prompt idx (1, seq), recording every step's `n_candidates` best candidates.
+
+    Same settings and the same seeded generator give the same tokens as `generate`.
+    """
+    check_positive_int("max_new_tokens", max_new_tokens)
+    _check_generation(idx, max_new_tokens, block_size, temperature, top_k, top_p, repetition_penalty)
+    if idx.shape[0] != 1:
+        raise ValueError(f"idx must hold one prompt, shape (1, seq), to be traced; got shape {tuple(idx.shape)}")
+    check_positive_int("n_candidates", n_candidates)
+    filters = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+    idx = idx.to(_model_device(model, idx.device))
+    steps: list[dict[str, Tensor]] = []
+    with _inference(model):
+        for _ in range(max_new_tokens):
+            raw_logits, logits = _next_logits(model, idx, block_size, filters)
+            next_id = _choose(logits, greedy, generator)  # (1, 1)
+            raw, probs = raw_logits[0].softmax(dim=-1).cpu(), logits[0].softmax(dim=-1).cpu()  # (vocab,)
+            order, token = _ranking(probs, raw), next_id[0, 0].cpu()
+            top = order[:n_candidates]
+            steps.append(dict(tokens=token, ranks=(order == token).nonzero()[0, 0], candidates=top, raw=raw[top],
+                              filtered=probs[top], chosen=probs[token], kept=(probs > 0).sum()))
+            idx = torch.cat([idx, next_id], dim=1)
+    return GenerationTrace(ids=idx.cpu(), **{name: torch.stack([step[name] for step in steps]) for name in steps[0]})
+
+
+def _ranking(probs: Tensor, raw: Tensor) -> Tensor:
+    """Every id (vocab,), by `probs` (vocab,) high to low; ties by `raw` (vocab,), then by lower id."""
+    by_raw = torch.sort(raw, descending=True, stable=True).indices
+    return by_raw[torch.sort(probs[by_raw], descending=True, stable=True).indices]  # stable: keeps raw's order
+
+
+class CausalLMAdapter(nn.Module):
+    """A Hugging Face causal LM (e.g. GPT-2) as labkit's functions expect a model: idx (batch, seq) → logits
+    (batch, seq, vocab). `block_size`: the context length, `config.n_positions` or `max_position_embeddings`."""
+
+    def __init__(self, model: nn.Module, block_size: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module (a Hugging Face causal LM), got {type(model).__name__}")
+        if block_size is None:
+            config = getattr(model, "config", None)
+            block_size = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+            if block_size is None:
+                raise ValueError(f"{type(model).__name__}.config has neither n_positions nor "
+                                 "max_position_embeddings: pass block_size=<its context length>")
+        check_positive_int("block_size", block_size)
+        self.model, self.block_size = model, block_size
+        self.train(model.training)  # generate restores the adapter's mode, and with it the model's: start equal
+
+    def forward(self, idx: Tensor) -> Tensor:
+        return self.model(input_ids=idx, use_cache=False).logits
+
+
+def encode_prompt(tokenizer: Any, prompt: str, block_size: int) -> Tensor:
+    """A prompt as ids (1, seq), with `tokenizer.encode` (labkit's CharTokenizer or a Hugging Face tokenizer).
+
+    ValueError for an empty prompt, one the tokenizer cannot encode, or one longer than block_size tokens.
+    """
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
     if not prompt:
         raise ValueError("prompt is empty: give at least one token of prompt")
-    idx = tokenizer.encode(prompt)[None, :]  # (1, prompt tokens); unknown characters raise here
+    check_positive_int("block_size", block_size)
+    idx = torch.as_tensor(tokenizer.encode(prompt), dtype=torch.long)[None, :]  # unknown characters raise here
+    if idx.shape[1] == 0:
+        raise ValueError(f"prompt {prompt!r} encodes to no tokens: give at least one token of prompt")
     if idx.shape[1] > block_size:
         raise ValueError(f"prompt is {idx.shape[1]} tokens long, more than the model's block_size={block_size}: "
                          "shorten it")
-    out = generate(model, idx, max_new_tokens, block_size=block_size, **kwargs)
+    return idx
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with `seed`, for repeatable sampling; ValueError unless 0 <= seed < 2**63."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an int in 0..2**63 - 1, got {seed!r}")
+    return torch.Generator().manual_seed(seed)
+
+
+def sample_text(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int, block_size: int,
+                **kwargs: Any) -> str:
+    """The prompt and its continuation, as text: `encode_prompt`, `generate(**kwargs)`, decode with `tokenizer`."""
+    out = generate(model, encode_prompt(tokenizer, prompt, block_size), max_new_tokens, block_size=block_size,
+                   **kwargs)
     return tokenizer.decode(out[0].cpu())

@@ -33,7 +33,7 @@ class FinetunePreset:
 
 
 FINETUNE_PRESETS: dict[str, FinetunePreset] = {
-    # a few minutes per task on 2 CPU cores (about 0.3 s a step for SST-2, 0.4 s for CoNLL-2003)
+    # a few minutes per task on 2 CPU cores (about 0.2 s a step for SST-2, 0.3 s for CoNLL-2003)
     "cpu": FinetunePreset(sentence_steps=600, token_steps=450),
     # three epochs of each training set
     "cuda": FinetunePreset(sentence_steps=3 * 67349 // 32, token_steps=3 * 14041 // 32),

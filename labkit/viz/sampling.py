@@ -12,15 +12,14 @@ import html
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
-import torch
 from torch import Tensor, nn
 
 from labkit.corpus import CharTokenizer
-from labkit.generate import next_token_distribution, sample_text
+from labkit.generate import next_token_distribution, sample_text, seeded_generator
 from labkit.validate import check_positive_int
 from labkit.viz.view import WidgetView, error_html
 
-__all__ = ["visible_char", "SamplingExplorer"]
+__all__ = ["visible_char", "filter_sliders", "slider_filters", "SamplingExplorer"]
 
 _SHOWN = {"\n": "⏎", " ": "␣", "\t": "⇥"}
 
@@ -30,6 +29,27 @@ def visible_char(char: str) -> str:
     if char in _SHOWN:
         return _SHOWN[char]
     return char if char.isprintable() else repr(char)
+
+
+def filter_sliders(top_k_max: int, continuous_update: bool = True) -> tuple[
+        widgets.FloatSlider, widgets.IntSlider, widgets.FloatSlider, widgets.FloatSlider]:
+    """The sampling views' temperature, top-k (0 = off, up to `top_k_max`), top-p (1 = off) and
+    repetition-penalty sliders."""
+    check_positive_int("top_k_max", top_k_max)
+    common = dict(style={"description_width": "initial"}, continuous_update=continuous_update)
+    # temperature divides the logits, so it stays > 0 (its limit at 0 is greedy decoding)
+    temperature = widgets.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.05, description="temperature", **common)
+    top_k = widgets.IntSlider(value=0, min=0, max=top_k_max, description="top-k (0 = off)", **common)
+    top_p = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p (1 = off)", **common)
+    penalty = widgets.FloatSlider(value=1.0, min=1.0, max=2.0, step=0.05, description="repetition penalty", **common)
+    return temperature, top_k, top_p, penalty
+
+
+def slider_filters(temperature: widgets.FloatSlider, top_k: widgets.IntSlider, top_p: widgets.FloatSlider,
+                   penalty: widgets.FloatSlider) -> dict[str, float | int | None]:
+    """`filter_sliders`' values as `filter_logits` keywords; top-k 0 and top-p 1 mean off (None)."""
+    return dict(temperature=temperature.value, top_k=top_k.value or None,
+                top_p=top_p.value if top_p.value < 1.0 else None, repetition_penalty=penalty.value)
 
 
 class SamplingExplorer(WidgetView):
@@ -50,15 +70,7 @@ class SamplingExplorer(WidgetView):
         self.n_bars = min(n_bars, tokenizer.vocab_size)
         wide = {"description_width": "initial"}
         self.prompt = widgets.Text(value=prompt, description="prompt", style=wide)
-        # temperature divides the logits, so it stays > 0 (its limit at 0 is greedy decoding)
-        self.temperature = widgets.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.05, description="temperature",
-                                               style=wide)
-        self.top_k = widgets.IntSlider(value=0, min=0, max=tokenizer.vocab_size, description="top-k (0 = off)",
-                                       style=wide)
-        self.top_p = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p (1 = off)",
-                                         style=wide)
-        self.penalty = widgets.FloatSlider(value=1.0, min=1.0, max=2.0, step=0.05,
-                                           description="repetition penalty", style=wide)
+        self.temperature, self.top_k, self.top_p, self.penalty = filter_sliders(tokenizer.vocab_size)
         self.length = widgets.IntSlider(value=max_new_tokens, min=0, max=max(1000, max_new_tokens), step=10,
                                         description="new characters", style=wide)
         self.seed = widgets.IntText(value=seed, description="seed", style=wide)
@@ -87,9 +99,7 @@ class SamplingExplorer(WidgetView):
 
     def filters(self) -> dict[str, float | int | None]:
         """The sliders as `filter_logits` keywords; top-k 0 and top-p 1 mean off (None)."""
-        return dict(temperature=self.temperature.value, top_k=self.top_k.value or None,
-                    top_p=self.top_p.value if self.top_p.value < 1.0 else None,
-                    repetition_penalty=self.penalty.value)
+        return slider_filters(self.temperature, self.top_k, self.top_p, self.penalty)
 
     def _encode(self) -> Tensor:
         """The prompt as ids (1, seq); an empty, unknown-character or too-long prompt raises ValueError."""
@@ -129,10 +139,8 @@ class SamplingExplorer(WidgetView):
         text (prompt included); bad input shows its error and returns None."""
         try:
             self._encode()
-            if not 0 <= self.seed.value < 2**63:
-                raise ValueError(f"seed must be an int in 0..2**63 - 1, got {self.seed.value}")
             text = sample_text(self.model, self.tokenizer, self.prompt.value, self.length.value, self.block_size,
-                               generator=torch.Generator().manual_seed(self.seed.value), **self.filters())
+                               generator=seeded_generator(self.seed.value), **self.filters())
         except ValueError as error:
             self._show_error(error)
             return None
