@@ -1,4 +1,5 @@
-"""Shared fixtures: the real datasets, found through LABKIT_DATA (default: ../shared/data beside the repo)."""
+"""Shared fixtures: the real datasets, found through LABKIT_DATA (default: ../shared/data beside the repo), and a
+small character model for the sampling and generation views."""
 
 from __future__ import annotations
 
@@ -31,3 +32,29 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def shakespeare(data_dir: Path) -> str:
     return (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def char_tokenizer():
+    """A character tokenizer of a two-line text."""
+    from labkit.corpus import CharTokenizer
+
+    return CharTokenizer.from_text("Low tide at noon: the boats lean on the mud,\n"
+                                   "and a dog barks at every gull that lands. Quiet, then wind!\n")
+
+
+@pytest.fixture(scope="session")
+def char_model(char_tokenizer):
+    """An untrained TinyGPT over char_tokenizer with context 16, its weights scaled up: GPT-2's init is near
+    uniform, larger weights give a distribution worth filtering."""
+    import torch
+
+    from labkit.models import GPTConfig, TinyGPT
+
+    torch.manual_seed(0)
+    model = TinyGPT(GPTConfig(vocab_size=char_tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2,
+                              d_model=16))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4.0)
+    return model.eval()

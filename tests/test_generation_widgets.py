@@ -9,44 +9,28 @@ import torch
 
 from labkit.corpus import CharTokenizer
 from labkit.generate import generation_trace, seeded_generator
-from labkit.models import GPTConfig, TinyGPT
+from labkit.models import TinyGPT
 from labkit.viz.generation_widgets import (CHOSEN_COLOUR, GenerationExplorer, token_label, token_pieces,
                                            trace_heatmap)
 
-TEXT = ("Low tide at noon: the boats lean on the mud,\n"
-        "and a dog barks at every gull that lands. Quiet, then wind!\n")
-BLOCK = 16
-
-
-@pytest.fixture(scope="module")
-def tokenizer() -> CharTokenizer:
-    return CharTokenizer.from_text(TEXT)
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer: CharTokenizer) -> TinyGPT:
-    torch.manual_seed(0)
-    model = TinyGPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=BLOCK, n_layer=1, n_head=2, d_model=16))
-    with torch.no_grad():  # GPT-2's init is near uniform; larger weights give a distribution worth filtering
-        for p in model.parameters():
-            p.mul_(4.0)
-    return model.eval()
+BLOCK = 16  # the context of conftest's char_model
 
 
 @pytest.fixture
-def view(model, tokenizer) -> GenerationExplorer:
-    return GenerationExplorer(model, tokenizer, BLOCK, prompt="the boats", max_new_tokens=12, seed=3, n_bars=6)
+def view(char_model, char_tokenizer) -> GenerationExplorer:
+    return GenerationExplorer(char_model, char_tokenizer, BLOCK, prompt="the boats", max_new_tokens=12, seed=3,
+                              n_bars=6)
 
 
-def reference(model, tokenizer, view: GenerationExplorer, **settings):
+def reference(char_model, char_tokenizer, view: GenerationExplorer, **settings):
     """generation_trace called directly with the view's prompt, length, seed and number of bars."""
-    idx = tokenizer.encode(view.prompt.value)[None, :]
-    return generation_trace(model, idx, view.length.value, block_size=BLOCK, n_candidates=view.n_bars,
+    idx = char_tokenizer.encode(view.prompt.value)[None, :]
+    return generation_trace(char_model, idx, view.length.value, block_size=BLOCK, n_candidates=view.n_bars,
                             generator=seeded_generator(view.seed.value), **settings)
 
 
-def test_the_bars_are_the_traced_step(view, model, tokenizer) -> None:
-    trace = reference(model, tokenizer, view, greedy=False, temperature=1.0, top_k=None, top_p=None,
+def test_the_bars_are_the_traced_step(view, char_model, char_tokenizer) -> None:
+    trace = reference(char_model, char_tokenizer, view, greedy=False, temperature=1.0, top_k=None, top_p=None,
                       repetition_penalty=1.0)
     assert torch.equal(view.trace.ids, trace.ids)
     for step in (1, 5, 12):
@@ -68,10 +52,10 @@ def test_the_bars_are_the_traced_step(view, model, tokenizer) -> None:
     ("top_p", 0.6, dict(top_p=0.6)),
     ("penalty", 1.7, dict(repetition_penalty=1.7)),
 ])
-def test_each_slider_reaches_the_generator(view, model, tokenizer, control, value, settings) -> None:
+def test_each_slider_reaches_the_generator(view, char_model, char_tokenizer, control, value, settings) -> None:
     getattr(view, control).value = value
     full = dict(greedy=False, temperature=1.0, top_k=None, top_p=None, repetition_penalty=1.0) | settings
-    trace = reference(model, tokenizer, view, **full)
+    trace = reference(char_model, char_tokenizer, view, **full)
     assert torch.equal(view.trace.ids, trace.ids)
     torch.testing.assert_close(view.trace.filtered, trace.filtered)
 
@@ -82,13 +66,13 @@ def test_top_k_leaves_k_candidates_with_probability(view) -> None:
     assert (np.asarray(view.figure.data[1].y)[2:] == 0).all()
 
 
-def test_greedy_switches_off_the_sampling_sliders_and_picks_the_argmax(view, model, tokenizer) -> None:
+def test_greedy_switches_off_the_sampling_sliders_and_picks_the_argmax(view, char_model, char_tokenizer) -> None:
     view.temperature.value = 1.6
     view.greedy.value = True
     assert view.temperature.disabled and view.top_k.disabled and view.top_p.disabled
     assert not view.penalty.disabled
     assert (view.trace.ranks == 0).all()
-    assert torch.equal(view.trace.ids, reference(model, tokenizer, view, greedy=True).ids)
+    assert torch.equal(view.trace.ids, reference(char_model, char_tokenizer, view, greedy=True).ids)
     view.greedy.value = False
     assert not view.temperature.disabled
 
@@ -108,13 +92,13 @@ def test_a_shorter_generation_pulls_the_step_back(view) -> None:
     assert "step 4 of 4" in view.figure.layout.title.text
 
 
-def test_the_text_marks_the_step_token_after_the_bold_prompt(view, tokenizer) -> None:
+def test_the_text_marks_the_step_token_after_the_bold_prompt(view, char_tokenizer) -> None:
     view.step.value = 2
     ids = view.trace.ids[0].tolist()
     assert view.text.value.startswith('<pre style="white-space: pre-wrap"><b>the boats</b>')
     assert "<mark" in view.text.value and view.text.value.count("<mark") == 1
     before_mark = view.text.value.split("<mark")[0]
-    assert tokenizer.decode(ids[9:10]) in before_mark.split("</b>")[1]  # step 1's text comes before the mark
+    assert char_tokenizer.decode(ids[9:10]) in before_mark.split("</b>")[1]  # step 1's text comes before the mark
 
 
 @pytest.mark.parametrize("prompt, words", [
@@ -136,16 +120,16 @@ def test_a_bad_seed_is_shown(view) -> None:
     assert "seed must be an int" in view.message.value
 
 
-def test_the_view_checks_its_sizes(model, tokenizer) -> None:
+def test_the_view_checks_its_sizes(char_model, char_tokenizer) -> None:
     for name in ("block_size", "max_new_tokens", "n_bars"):
         sizes = dict(block_size=BLOCK, max_new_tokens=5, n_bars=4) | {name: 0}
         with pytest.raises(ValueError, match=f"{name} must be a positive int"):
-            GenerationExplorer(model, tokenizer, sizes.pop("block_size"), **sizes)
+            GenerationExplorer(char_model, char_tokenizer, sizes.pop("block_size"), **sizes)
 
 
-def test_labels_show_spaces_and_newlines(tokenizer) -> None:
-    space, newline = tokenizer.encode(" ")[0].item(), tokenizer.encode("\n")[0].item()
-    assert token_label(tokenizer, space) == "␣" and token_label(tokenizer, newline) == "⏎"
+def test_labels_show_spaces_and_newlines(char_tokenizer) -> None:
+    space, newline = char_tokenizer.encode(" ")[0].item(), char_tokenizer.encode("\n")[0].item()
+    assert token_label(char_tokenizer, space) == "␣" and token_label(char_tokenizer, newline) == "⏎"
 
     class Empty:
         def decode(self, ids):
@@ -154,27 +138,27 @@ def test_labels_show_spaces_and_newlines(tokenizer) -> None:
     assert token_label(Empty(), 42) == "#42"
 
 
-def test_pieces_are_what_each_token_adds_to_the_text(tokenizer) -> None:
-    ids = tokenizer.encode("the boats lean").tolist()
-    assert token_pieces(tokenizer, ids, 4) == list("boats lean")
+def test_pieces_are_what_each_token_adds_to_the_text(char_tokenizer) -> None:
+    ids = char_tokenizer.encode("the boats lean").tolist()
+    assert token_pieces(char_tokenizer, ids, 4) == list("boats lean")
 
 
 def test_pieces_of_word_piece_tokens_carry_their_spaces() -> None:
     from labkit.assets import load_tokenizer
 
-    tokenizer = load_tokenizer()  # a WordPiece tokenizer: pieces decode without the space between words
-    ids = tokenizer.encode("the quick brown fox", add_special_tokens=False)
-    pieces = token_pieces(tokenizer, ids, 1)
+    char_tokenizer = load_tokenizer()  # a WordPiece tokenizer: pieces decode without the space between words
+    ids = char_tokenizer.encode("the quick brown fox", add_special_tokens=False)
+    pieces = token_pieces(char_tokenizer, ids, 1)
     assert "".join(pieces) == " quick brown fox" and pieces[-1] == " fox"
 
 
-def test_the_heatmap_has_a_row_per_step_and_brackets_the_chosen_token(view, tokenizer) -> None:
-    fig = trace_heatmap(view.trace, tokenizer, title="t")
+def test_the_heatmap_has_a_row_per_step_and_brackets_the_chosen_token(view, char_tokenizer) -> None:
+    fig = trace_heatmap(view.trace, char_tokenizer, title="t")
     heatmap = fig.data[0]
     assert np.asarray(heatmap.z).shape == (12, 6)
     np.testing.assert_allclose(np.asarray(heatmap.z), view.trace.filtered.numpy())
     for row, chosen, rank in zip(heatmap.text, view.trace.tokens.tolist(), view.trace.ranks.tolist()):
         if rank < 6:
-            assert row[rank] == f"[{token_label(tokenizer, chosen)}]"
+            assert row[rank] == f"[{token_label(char_tokenizer, chosen)}]"
         assert sum(label.startswith("[") for label in row) == (1 if rank < 6 else 0)
     assert len(fig.layout.yaxis.ticktext) == 12

@@ -11,37 +11,20 @@ import torch
 
 from labkit.corpus import CharTokenizer
 from labkit.generate import next_token_distribution
-from labkit.models import GPTConfig, TinyGPT
+from labkit.models import TinyGPT
 from labkit.viz.sampling import SamplingExplorer, visible_char
 
-TEXT = ("Low tide at noon: the boats lean on the mud,\n"
-        "and a dog barks at every gull that lands. Quiet, then wind!\n")
-BLOCK = 16
-
-
-@pytest.fixture(scope="module")
-def tokenizer() -> CharTokenizer:
-    return CharTokenizer.from_text(TEXT)
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer: CharTokenizer) -> TinyGPT:
-    torch.manual_seed(0)
-    model = TinyGPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=BLOCK, n_layer=1, n_head=2, d_model=16))
-    with torch.no_grad():  # GPT-2's init is near uniform; larger weights give a distribution worth filtering
-        for p in model.parameters():
-            p.mul_(4.0)
-    return model.eval()
+BLOCK = 16  # the context of conftest's char_model
 
 
 @pytest.fixture
-def view(model: TinyGPT, tokenizer: CharTokenizer) -> SamplingExplorer:
-    return SamplingExplorer(model, tokenizer, BLOCK, prompt="the boats", max_new_tokens=40)
+def view(char_model: TinyGPT, char_tokenizer: CharTokenizer) -> SamplingExplorer:
+    return SamplingExplorer(char_model, char_tokenizer, BLOCK, prompt="the boats", max_new_tokens=40)
 
 
-def expected(view: SamplingExplorer, model: TinyGPT, tokenizer: CharTokenizer, **filters) -> np.ndarray:
-    idx = tokenizer.encode(view.prompt.value)[None, :]
-    return next_token_distribution(model, idx, block_size=BLOCK, **filters)[0].numpy()
+def expected(view: SamplingExplorer, char_model: TinyGPT, char_tokenizer: CharTokenizer, **filters) -> np.ndarray:
+    idx = char_tokenizer.encode(view.prompt.value)[None, :]
+    return next_token_distribution(char_model, idx, block_size=BLOCK, **filters)[0].numpy()
 
 
 def shown(view: SamplingExplorer) -> tuple[np.ndarray, np.ndarray]:
@@ -61,25 +44,25 @@ def sample_of(view: SamplingExplorer) -> str:
     ("top_p", 0.5, dict(top_p=0.5)),
     ("penalty", 1.6, dict(repetition_penalty=1.6)),
 ])
-def test_bars_are_the_filtered_distribution(view, model, tokenizer, setting, value, filters) -> None:
+def test_bars_are_the_filtered_distribution(view, char_model, char_tokenizer, setting, value, filters) -> None:
     before = shown(view)[1].copy()
     getattr(view, setting).value = value
     ids, heights = shown(view)
-    probs = expected(view, model, tokenizer, **filters)
+    probs = expected(view, char_model, char_tokenizer, **filters)
     assert not np.allclose(heights, before)
     np.testing.assert_allclose(heights, probs[ids], atol=1e-6)
     # the bars are the 20 most probable characters, most probable first
     np.testing.assert_allclose(heights, np.sort(probs)[::-1][:20], atol=1e-6)
     # the faint bars are the model's own distribution for the same characters
-    np.testing.assert_allclose(view.figure.data[0].y, expected(view, model, tokenizer)[ids], atol=1e-6)
-    assert list(view.figure.data[1].x) == [visible_char(tokenizer.chars[i]) for i in ids]
+    np.testing.assert_allclose(view.figure.data[0].y, expected(view, char_model, char_tokenizer)[ids], atol=1e-6)
+    assert list(view.figure.data[1].x) == [visible_char(char_tokenizer.chars[i]) for i in ids]
 
 
-def test_filters_combine_as_next_token_distribution_does(view, model, tokenizer) -> None:
+def test_filters_combine_as_next_token_distribution_does(view, char_model, char_tokenizer) -> None:
     view.temperature.value, view.top_k.value, view.top_p.value = 0.7, 8, 0.6
     ids, heights = shown(view)
-    np.testing.assert_allclose(heights, expected(view, model, tokenizer, temperature=0.7, top_k=8, top_p=0.6)[ids],
-                               atol=1e-6)
+    reference = expected(view, char_model, char_tokenizer, temperature=0.7, top_k=8, top_p=0.6)
+    np.testing.assert_allclose(heights, reference[ids], atol=1e-6)
 
 
 def test_top_k_three_leaves_three_bars(view) -> None:
@@ -108,12 +91,12 @@ def test_same_seed_same_text_and_another_seed_another(view) -> None:
     assert sample_of(view) == first
 
 
-def test_the_text_starts_with_the_prompt_in_bold(view, tokenizer) -> None:
+def test_the_text_starts_with_the_prompt_in_bold(view, char_tokenizer) -> None:
     view.prompt.value = "a dog"
     view.length.value = 25
     text = view.generate()
     assert text.startswith("a dog") and len(text) == len("a dog") + 25
-    assert set(text) <= set(tokenizer.chars)
+    assert set(text) <= set(char_tokenizer.chars)
     assert view.text.value.startswith('<pre style="white-space: pre-wrap"><b>a dog</b>')
 
 
@@ -146,8 +129,8 @@ def test_bad_prompts_show_a_message_and_do_not_raise(view, prompt, word) -> None
     assert list(view.figure.data[1].y) != figure_before[1]
 
 
-def test_a_bad_prompt_at_construction_is_shown_not_raised(model, tokenizer) -> None:
-    view = SamplingExplorer(model, tokenizer, BLOCK, prompt="xyz#")
+def test_a_bad_prompt_at_construction_is_shown_not_raised(char_model, char_tokenizer) -> None:
+    view = SamplingExplorer(char_model, char_tokenizer, BLOCK, prompt="xyz#")
     assert "vocabulary" in view.message.value
     assert view.text.value == ""
     view.prompt.value = "wind"
@@ -160,8 +143,8 @@ def test_a_bad_seed_shows_a_message(view) -> None:
     assert "seed" in view.message.value
 
 
-def test_settings_are_checked_when_the_view_is_built(model, tokenizer) -> None:
+def test_settings_are_checked_when_the_view_is_built(char_model, char_tokenizer) -> None:
     with pytest.raises(ValueError, match="block_size must be a positive int, got 0"):
-        SamplingExplorer(model, tokenizer, 0)
+        SamplingExplorer(char_model, char_tokenizer, 0)
     with pytest.raises(ValueError, match="max_new_tokens must be a positive int"):
-        SamplingExplorer(model, tokenizer, BLOCK, max_new_tokens=0)
+        SamplingExplorer(char_model, char_tokenizer, BLOCK, max_new_tokens=0)

@@ -8,8 +8,9 @@ screen (tens of kB at 64 tokens), not the size of the model (bertviz writes all 
 Controls: layer and head sliders; how to combine heads ("one head", "mean", "max" or "rollout"); which query tokens
 to show (several at once, none = all); a difference to a reference attention (e.g. before fine-tuning); a slider over
 checkpoints of a training run; a window over sequences longer than `max_tokens`; export of the heatmap to a
-self-contained HTML file (the camera button of the figure's toolbar saves a PNG). As in the other views, setting a control from Python (`explorer.layer.value = 3`) redraws through plain
-methods, so tests need no browser, and bad input is shown in `message`, never raised.
+self-contained HTML file (the camera button of the figure's toolbar saves a PNG). As in the other views, setting a
+control from Python (`explorer.layer.value = 3`) redraws through plain methods, so tests need no browser, and bad
+input is shown in `message`, never raised.
 """
 
 from __future__ import annotations
