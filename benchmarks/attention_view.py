@@ -1,0 +1,52 @@
+"""What the attention views send to the browser: labkit's explorer against bertviz, at 64 and 128 tokens.
+
+    .venv/bin/python benchmarks/attention_view.py
+
+For 6 layers × 12 heads (the packaged encoder's shape) and random attention of each length, prints the bytes of
+(1) the explorer's first draw (its two figures' data and layout, as JSON), (2) one redraw (the new map, as sent),
+(3) bertviz's head view and model view as bertviz writes them, and (4) the same through labkit's offline wrapper
+(libraries inline, weights rounded to 3 decimals). Target: at most 1 MB per output cell at 64 tokens.
+The slider → redraw latency in a real browser is printed by `python3 lab.py test -k explorer -s`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from labkit.viz.attention_explorer import AttentionExplorer
+from labkit.viz.bertviz_views import head_view, model_view
+
+LAYERS, HEADS = 6, 12
+
+
+def kb(n: int) -> str:
+    return f"{n / 1000:,.0f} kB"
+
+
+def main() -> None:
+    print(f"{'tokens':>6}  {'explorer first draw':>20}  {'one redraw':>10}  {'bertviz head':>12}  "
+          f"{'bertviz model':>13}  {'labkit head':>11}  {'labkit model':>12}")
+    for seq in (64, 128):
+        torch.manual_seed(0)
+        attn = torch.randn(LAYERS, HEADS, seq, seq).softmax(-1)
+        tokens = [f"w{i}" for i in range(seq)]
+        explorer = AttentionExplorer(attn, tokens, max_tokens=seq)
+        first = sum(len(json.dumps(fig.to_plotly_json())) for fig in (explorer.figure, explorer.stats_figure))
+        explorer.head.value = 1
+        redraw = len(json.dumps(explorer.figure.data[0].z))
+        per_layer = tuple(layer[None] for layer in attn)
+
+        from bertviz import head_view as bertviz_head_view, model_view as bertviz_model_view
+
+        raw_head = len(bertviz_head_view(per_layer, tokens, html_action="return").data)
+        raw_model = len(bertviz_model_view(per_layer, tokens, html_action="return").data)
+        ours_head = len(head_view(attn, tokens, html_action="return").data)
+        ours_model = len(model_view(attn, tokens, html_action="return").data)
+        print(f"{seq:>6}  {kb(first):>20}  {kb(redraw):>10}  {kb(raw_head):>12}  {kb(raw_model):>13}  "
+              f"{kb(ours_head):>11}  {kb(ours_model):>12}")
+
+
+if __name__ == "__main__":
+    main()
