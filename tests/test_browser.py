@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -136,8 +138,11 @@ class Notebook:
         page.wait_for_selector(KERNEL_IDLE, timeout=timeout_s * 1000)
 
     def cell_errors(self) -> list[str]:
-        return self.page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'], "
-                                 ".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']").all_inner_texts()
+        """The tracebacks in the outputs. JupyterLab 4 renders them as stderr, like warnings, so they are told apart
+        by IPython's traceback header (a line of dashes) or Python's "Traceback (most recent call last)"."""
+        stderr = self.page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")
+        return [text for text in stderr.all_inner_texts()
+                if re.match(r"\s*-{20,}", text) or "Traceback (most recent call last)" in text]
 
     def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -247,3 +252,28 @@ def test_bertviz_views_draw_offline_on_the_first_run(lab, browser) -> None:
     notebook.screenshot("bertviz-first-run")
     assert not notebook.cell_errors()
     assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"
+
+
+def test_notebook_08_runs_in_the_browser_with_every_view_drawn(lab, browser) -> None:
+    url, served = lab
+    shutil.copy(ROOT / "notebooks" / "08-looking-inside.ipynb", served)
+    notebook = Notebook(browser, url, "08-looking-inside.ipynb")
+    notebook.run_all(timeout_s=600)
+    page = notebook.page
+    views = page.locator("div[id^='bertviz-']")
+    assert views.count() == 3
+    for i in range(3):
+        views.nth(i).locator("svg").first.wait_for(timeout=20_000)
+    explorers = page.locator(".jp-OutputArea .js-plotly-plot g.hm image")
+    assert explorers.count() >= 6  # three explorers, each a heatmap and a statistics heatmap
+    notebook.screenshot("notebook-08")
+    assert not notebook.cell_errors()
+    assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"
+
+
+def test_a_traceback_in_a_cell_is_seen(lab, browser) -> None:
+    """The check the tests above rely on: an error in a cell shows up in cell_errors."""
+    url, served = lab
+    notebook = Notebook(browser, url, write_notebook(served, "broken.ipynb", "raise ValueError('labkit boom')"))
+    notebook.run_all()
+    assert any("labkit boom" in text for text in notebook.cell_errors())
