@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from labkit.corpus import CharTokenizer
 from labkit.generate import generation_trace, seeded_generator
-from labkit.models import TinyGPT
 from labkit.viz.generation_widgets import (CHOSEN_COLOUR, GenerationExplorer, token_label, token_pieces,
                                            trace_heatmap)
 

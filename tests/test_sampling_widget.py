@@ -7,7 +7,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 from labkit.corpus import CharTokenizer
 from labkit.generate import next_token_distribution
