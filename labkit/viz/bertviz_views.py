@@ -46,6 +46,13 @@ if (typeof window.requirejs !== "function") {
 MAX_TOKENS = 128
 
 
+def _check_texts(text: str, text_b: str | None) -> None:
+    """ValueError for an empty or blank text or second text (None means no second segment)."""
+    for name, value in (("text", text), ("text_b", text_b)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"{name} is empty: give a sentence to look at")
+
+
 def model_attention(model: Any, tokenizer: Any, text: str, text_b: str | None = None) -> tuple[Tensor, list[str]]:
     """(attention (layers, heads, seq, seq), tokens) of a Hugging Face encoder on `text` (and `text_b` as a second
     segment).
@@ -53,9 +60,7 @@ def model_attention(model: Any, tokenizer: Any, text: str, text_b: str | None = 
     A model loaded with SDPA or flash attention returns no weights: it is switched to eager attention first, and
     this says so. Raises ValueError for empty text.
     """
-    for name, value in (("text", text), ("text_b", text_b)):
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ValueError(f"{name} is empty: give a sentence to look at")
+    _check_texts(text, text_b)
     implementation = getattr(model.config, "_attn_implementation", "eager")
     if implementation != "eager":
         print(f"labkit.viz.bertviz_views: switching {type(model).__name__} from {implementation!r} to eager "
@@ -174,9 +179,7 @@ def neuron_view(text: str, text_b: str | None = None, *, name: str = DEFAULT_ENC
     `text` (and `text_b` as the second segment). kwargs go to bertviz (layer, head, display_mode)."""
     from bertviz import neuron_view as bertviz_neuron_view
 
-    for label, value in (("text", text), ("text_b", text_b)):
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ValueError(f"{label} is empty: give a sentence to look at")
+    _check_texts(text, text_b)
     model, tokenizer = neuron_model(name, path)
     html = bertviz_neuron_view.show(model, "bert", tokenizer, text, text_b, html_action="return", **kwargs).data
     return _show(offline_html(html), html_action)
