@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/attention_view.py
 
 For 6 layers × 12 heads (the packaged encoder's shape) and random attention of each length, prints the bytes of
-(1) the explorer's first draw (its two figures' data and layout, as JSON), (2) one redraw (the new map, as sent),
+(1) the explorer's first draw (its two figures' data and layout, as JSON), (2) one redraw (the new map: a float32
+buffer),
 (3) bertviz's head view and model view as bertviz writes them, and (4) the same through labkit's offline wrapper
 (libraries inline, weights rounded to 3 decimals). Target: at most 1 MB per output cell at 64 tokens.
 The slider → redraw latency in a real browser is printed by `python3 lab.py test -k explorer -s`.
@@ -11,8 +12,7 @@ The slider → redraw latency in a real browser is printed by `python3 lab.py te
 
 from __future__ import annotations
 
-import json
-
+import plotly.io
 import torch
 
 from labkit.viz.attention_explorer import AttentionExplorer
@@ -33,9 +33,9 @@ def main() -> None:
         attn = torch.randn(LAYERS, HEADS, seq, seq).softmax(-1)
         tokens = [f"w{i}" for i in range(seq)]
         explorer = AttentionExplorer(attn, tokens, max_tokens=seq)
-        first = sum(len(json.dumps(fig.to_plotly_json())) for fig in (explorer.figure, explorer.stats_figure))
+        first = sum(len(plotly.io.to_json(fig)) for fig in (explorer.figure, explorer.stats_figure))
         explorer.head.value = 1
-        redraw = len(json.dumps(explorer.figure.data[0].z))
+        redraw = explorer.figure.data[0].z.nbytes  # a float32 array goes to the browser as a binary buffer
         per_layer = tuple(layer[None] for layer in attn)
 
         from bertviz import head_view as bertviz_head_view, model_view as bertviz_model_view

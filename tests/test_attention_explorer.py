@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import plotly.io
 import pytest
 import torch
 
@@ -124,11 +125,13 @@ def test_long_sequences_are_windowed_with_a_message() -> None:
 
 
 def test_the_payload_follows_what_is_shown() -> None:
-    """6 layers × 12 heads × 64 tokens: the heatmap sends one rounded 64 × 64 map, far under 1 MB."""
+    """6 layers × 12 heads × 64 tokens: the heatmap sends one 64 × 64 float32 map, far under 1 MB."""
     torch.manual_seed(0)
     attn = torch.randn(6, 12, 64, 64).softmax(-1)
     view = AttentionExplorer(attn, [f"w{i}" for i in range(64)])
-    payload = len(json.dumps(view.figure.to_plotly_json())) + len(json.dumps(view.stats_figure.to_plotly_json()))
+    z = view.figure.data[0].z
+    assert isinstance(z, np.ndarray) and z.dtype == np.float32 and z.shape == (64, 64)  # sent as a binary buffer
+    payload = len(plotly.io.to_json(view.figure)) + len(plotly.io.to_json(view.stats_figure))  # as JSON: more
     everything = len(json.dumps(attn.tolist()))
     assert payload < 100_000 < everything / 10
 
