@@ -93,6 +93,7 @@ class AttentionExplorer(WidgetView):
         self.export_button = widgets.Button(description="Export", icon="download")
         self.message = widgets.HTML()
         self.caption = widgets.HTML()
+        self.shown_title = ""  # the heatmap's title, kept out of plotly (see redraw); also the export's title
 
         self.figure = go.FigureWidget(go.Heatmap(colorscale="Blues", zmin=0, zmax=1, x=[], y=[],
                                                  hovertemplate="query %{y} → key %{x}: %{z}<extra></extra>"))
@@ -124,10 +125,14 @@ class AttentionExplorer(WidgetView):
 
     # ------------------------------------------------------------------------------------------- what is drawn
 
+    def _subtracting(self) -> bool:
+        """Whether the view shows the difference to the reference (ticked, and there is one)."""
+        return self.difference.value and self.reference is not None
+
     def _attention(self) -> Tensor:
         """(layers, heads, seq, seq): the checkpoint's attention, minus the reference when asked."""
         attn = self.runs[self.checkpoint.value]
-        return attn - self.reference if self.difference.value and self.reference is not None else attn
+        return attn - self.reference if self._subtracting() else attn
 
     def _window(self) -> range:
         return range(self.start.value, min(self.seq, self.start.value + self.max_tokens))
@@ -141,7 +146,7 @@ class AttentionExplorer(WidgetView):
             full = self._attention()[layer, check_index("head", self.head.value, self.n_heads)]
         else:  # combine the checkpoint's heads first, then subtract the reference's combined heads
             full = aggregate_heads(self.runs[self.checkpoint.value], self.combine.value)[layer]
-            if self.difference.value and self.reference is not None:
+            if self._subtracting():
                 full = full - aggregate_heads(self.reference, self.combine.value)[layer]
         return full[queries][:, keys], queries, keys
 
@@ -161,11 +166,12 @@ class AttentionExplorer(WidgetView):
         if dropped:
             notes.append(f"queries {dropped} are outside the window")
         self.message.value = "<br>".join(html.escape(n, quote=False) for n in notes)
-        diverging = self.difference.value and self.reference is not None
+        diverging = self._subtracting()
         limit = max(float(values.abs().max()), 1e-6) if diverging else 1.0
         which = f"head {self.head.value}" if self.combine.value == ONE_HEAD else f"{self.combine.value} of heads"
         run = f"{self.checkpoint.value}, " if len(self.runs) > 1 else ""
-        title = f"{self.title + ': ' if self.title else ''}{run}layer {self.layer.value}, {which}"
+        self.shown_title = (f"{self.title + ': ' if self.title else ''}{run}layer {self.layer.value}, {which}"
+                            f"{' minus the reference' if diverging else ''}")
         heat = self.figure.data[0]
         with self.figure.batch_update():  # only what changed goes to the browser
             heat.z = _rounded(values, self.decimals)
@@ -177,14 +183,14 @@ class AttentionExplorer(WidgetView):
                 heat.colorscale = "RdBu_r" if diverging else "Blues"
                 heat.zmin, heat.zmax = (-limit, limit) if diverging else (0, 1)
         # the title lives outside the figure: a new plotly title re-lays out the whole plot (about 40 ms)
-        self.caption.value = f"<b>{html.escape(title + (' minus the reference' if diverging else ''))}</b>"
+        self.caption.value = f"<b>{html.escape(self.shown_title)}</b>"
         if self.grid_button.value:
             self.draw_grid()
 
     def statistics(self) -> dict[str, Tensor]:
         """`head_statistics` of the shown attention, each (layers, heads); with the reference ticked, the change."""
         stats = head_statistics(self.runs[self.checkpoint.value], self.tokens)
-        if self.difference.value and self.reference is not None:
+        if self._subtracting():
             before = head_statistics(self.reference, self.tokens)
             stats = {name: value - before[name] for name, value in stats.items()}
         return stats
@@ -195,7 +201,7 @@ class AttentionExplorer(WidgetView):
             heat = self.stats_figure.data[0]
             heat.z = _rounded(values, self.decimals)
             heat.x, heat.y = list(range(self.n_heads)), list(range(self.n_layers))
-            change = " (change from the reference)" if self.difference.value and self.reference is not None else ""
+            change = " (change from the reference)" if self._subtracting() else ""
             self.stats_figure.layout.title = f"{self.statistic.value} of every head{change}"
 
     def grid_figure(self) -> go.Figure:
@@ -206,7 +212,7 @@ class AttentionExplorer(WidgetView):
         rows = -(-self.n_heads // cols)
         fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"head {h}" for h in range(self.n_heads)],
                             horizontal_spacing=0.02, vertical_spacing=0.08)
-        diverging = self.difference.value and self.reference is not None
+        diverging = self._subtracting()
         limit = max(float(attn.abs().max()), 1e-6) if diverging else 1.0
         for h in range(self.n_heads):
             fig.add_trace(go.Heatmap(z=_rounded(attn[h], self.decimals), colorscale="RdBu_r" if diverging else
@@ -235,8 +241,7 @@ class AttentionExplorer(WidgetView):
             if path.suffix.lower() != ".html":
                 raise ValueError(f"export to {path.name!r}: the file must end in .html")
             figure = go.Figure(self.figure)
-            figure.update_layout(title=html.unescape(self.caption.value.removeprefix("<b>").removesuffix("</b>")),
-                                 margin_t=60)
+            figure.update_layout(title=self.shown_title, margin_t=60)
             figure.write_html(path, include_plotlyjs=True, full_html=True)
         except (ValueError, OSError) as error:
             self.message.value = error_html(error)
