@@ -9,6 +9,9 @@ Two paths compute the same thing:
 
 Shapes: q (batch, heads, seq_q, d_k), k (batch, heads, seq_k, d_k), v (batch, heads, seq_k, d_v);
 any number of leading dims works as long as q, k and v agree on them.
+
+`MultiHeadAttention` can also carry a position scheme that acts inside attention (`labkit.positional`): RoPE
+rotates the queries and keys, ALiBi adds -slope·|i - j| to the scores. Both paths apply them the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.masks import causal_mask, check_mask
+from labkit.positional import RotaryEmbedding, alibi_bias
 from labkit.validate import check_positive_int
 
 __all__ = [
@@ -99,9 +103,14 @@ def naive_attention(
 ) -> tuple[Tensor, Tensor]:
     """softmax(q kᵀ · scale + mask) v, written out. Returns (output (..., seq_q, d_v), weights (..., seq_q, seq_k)).
 
-    A query whose keys are all masked gets zero weights and a zero output, as in PyTorch's SDPA.
+    A query whose keys are all masked gets zero weights and a zero output, as in PyTorch's SDPA. NaN or inf in q, k
+    or v is refused here (this is the path you read and debug); the fused path does not look.
     """
     _check_qkv(q, k, v)
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} holds {int((~torch.isfinite(t)).sum())} NaN or inf value(s): attention would "
+                             f"spread them to every output that looks at them")
     _check_dropout(dropout_p)
     mask = _full_mask(mask, is_causal, q, k)
     scores = attention_scores(q, k, scale)
@@ -136,6 +145,18 @@ def fast_attention(
                                           is_causal=is_causal, scale=scale)
 
 
+def _with_alibi(mask: Tensor | None, q: Tensor, k: Tensor) -> Tensor:
+    """ALiBi's bias (heads, seq_q, seq_k) in q's dtype, with `mask` folded in: a bool mask turns the hidden
+    scores to -inf, a float mask is added."""
+    bias = alibi_bias(q.shape[1], q.shape[-2], k.shape[-2], device=q.device).to(q.dtype)
+    if mask is None:
+        return bias
+    check_mask(mask, (*q.shape[:-1], k.shape[-2]))
+    if mask.dtype == torch.bool:
+        return bias.masked_fill(~mask, float("-inf"))
+    return bias + mask.to(q.dtype)
+
+
 def split_heads(x: Tensor, n_heads: int) -> Tensor:
     """(batch, seq, d_model) → (batch, heads, seq, d_head), with d_head = d_model / heads."""
     if x.dim() != 3:
@@ -161,9 +182,14 @@ class MultiHeadAttention(nn.Module):
     Self-attention by default; pass `context` (the encoder's output) for cross-attention.
     Set `record_weights = True` to take the naive path and keep the last weights in `last_weights`
     (batch, heads, seq_q, seq_k); otherwise the fused fast path runs and `last_weights` is None.
+
+    Positions inside attention, for self-attention only: `rotary` (a `RotaryEmbedding` over d_head, which may be
+    shared by every layer) rotates q and k by their positions 0..seq-1; `alibi=True` adds
+    `alibi_bias(n_heads, seq, seq)` to the scores, before any mask.
     """
 
-    def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0,
+                 rotary: RotaryEmbedding | None = None, alibi: bool = False) -> None:
         super().__init__()
         if not isinstance(d_model, int) or not isinstance(n_heads, int) or d_model < 1 or n_heads < 1:
             raise ValueError(f"d_model and n_heads must be positive ints, got {d_model!r} and {n_heads!r}")
@@ -173,6 +199,13 @@ class MultiHeadAttention(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         self.d_model, self.n_heads, self.d_head, self.dropout = d_model, n_heads, d_model // n_heads, dropout
+        if rotary is not None and (not isinstance(rotary, RotaryEmbedding) or rotary.d_head != self.d_head):
+            got = f"d_head={rotary.d_head}" if isinstance(rotary, RotaryEmbedding) else type(rotary).__name__
+            raise ValueError(f"rotary must be a RotaryEmbedding over d_head = d_model / n_heads = {self.d_head}, "
+                             f"got {got}")
+        if not isinstance(alibi, bool):
+            raise ValueError(f"alibi must be True or False, got {alibi!r}")
+        self.rotary, self.alibi = rotary, alibi
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
@@ -184,10 +217,13 @@ class MultiHeadAttention(nn.Module):
         if t.dim() != 3 or t.shape[-1] != self.d_model:
             raise ValueError(f"{name} must have shape (batch, seq, d_model={self.d_model}), got {tuple(t.shape)}")
 
-    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
-                *, is_causal: bool = False) -> Tensor:
-        """x: (batch, seq_q, d_model); context: (batch, seq_k, d_model), default x → (batch, seq_q, d_model)."""
+    def queries_keys_values(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """q (batch, heads, seq_q, d_head), k and v (batch, heads, seq_k, d_head): projected, split into heads,
+        q and k rotated when the layer has `rotary`. What the scores are computed from."""
         self._check_input("x", x)
+        if context is not None and (self.rotary is not None or self.alibi):
+            raise ValueError("context was given, but this layer's RoPE / ALiBi encode positions within one "
+                             "sequence: use them for self-attention only (context=None)")
         context = x if context is None else context
         self._check_input("context", context)
         if context.shape[0] != x.shape[0]:
@@ -195,6 +231,16 @@ class MultiHeadAttention(nn.Module):
         q = split_heads(self.q_proj(x), self.n_heads)
         k = split_heads(self.k_proj(context), self.n_heads)
         v = split_heads(self.v_proj(context), self.n_heads)
+        if self.rotary is not None:
+            q, k = self.rotary(q, k)
+        return q, k, v
+
+    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
+                *, is_causal: bool = False) -> Tensor:
+        """x: (batch, seq_q, d_model); context: (batch, seq_k, d_model), default x → (batch, seq_q, d_model)."""
+        q, k, v = self.queries_keys_values(x, context)
+        if self.alibi:
+            mask = _with_alibi(mask, q, k)
         dropout_p = self.dropout if self.training else 0.0
         if self.record_weights:
             out, weights = naive_attention(q, k, v, mask, is_causal=is_causal, dropout_p=dropout_p)

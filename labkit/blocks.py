@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.attention import MultiHeadAttention
+from labkit.positional import RotaryEmbedding
 from labkit.validate import check_positive_int
 
 __all__ = ["FeedForward", "EncoderBlock", "DecoderBlock", "count_parameters"]
@@ -108,15 +109,17 @@ class EncoderBlock(nn.Module):
     """Self-attention then feed-forward, each inside a residual connection with a LayerNorm.
 
     With `is_causal=True` in forward this is a GPT block (pre-LN GPT-2 when `norm_first=True`).
+    `rotary` / `alibi` go to the self-attention (`MultiHeadAttention`): RoPE or ALiBi positions inside attention.
     x: (batch, seq, d_model) → (batch, seq, d_model).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0, activation: str = "relu",
-                 norm_first: bool = False, bias: bool = True, *, layer_norm_eps: float = 1e-5) -> None:
+                 norm_first: bool = False, bias: bool = True, *, layer_norm_eps: float = 1e-5,
+                 rotary: RotaryEmbedding | None = None, alibi: bool = False) -> None:
         super().__init__()
         _check_config(d_model, n_heads, d_ff, dropout, activation)
         self.d_model, self.norm_first = d_model, norm_first
-        self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout, rotary=rotary, alibi=alibi)
         self.ff = FeedForward(d_model, d_ff, dropout, activation, bias=bias)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)

@@ -2,6 +2,9 @@
 
 `TinyGPT` is a decoder-only language model in the GPT-2 mould: token embedding + learned positions, a stack of
 pre-LN blocks with causal self-attention, a final LayerNorm and an output layer tied to the token embedding.
+`GPTConfig.position` swaps the learned positions for another scheme of `labkit.positional`: none, sinusoidal
+(added to the tokens), RoPE or ALiBi (inside every attention layer). All but the learned table run on sequences
+longer than the training context.
 
 `TinyBERT` is an encoder in the BERT mould: token + position + segment embeddings, a stack of post-LN blocks with
 bidirectional self-attention (padding hidden), and two pretraining heads: `MaskedLMHead` (predict the masked
@@ -18,10 +21,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.blocks import EncoderBlock
-from labkit.positional import LearnedPositionalEmbedding
+from labkit.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
 from labkit.validate import check_positive_int
 
-__all__ = ["GPTConfig", "TinyGPT", "BertConfig", "TinyBERT", "MaskedLMHead", "NSPHead"]
+__all__ = ["POSITIONS", "FORMULA_LENGTH_FACTOR", "SINUSOIDAL_SCALE", "GPTConfig", "TinyGPT", "BertConfig",
+           "TinyBERT", "MaskedLMHead", "NSPHead"]
+
+# Where a TinyGPT gets its sense of order: nothing, a vector added to each token (sinusoidal, learned), or inside
+# every attention layer (rope: rotated queries and keys; alibi: a penalty on distance added to the scores).
+POSITIONS = ("none", "sinusoidal", "learned", "rope", "alibi")
+# The sinusoidal and RoPE tables are computed from their formula up to this many times block_size positions.
+FORMULA_LENGTH_FACTOR = 16
+# The sinusoidal table's entries reach ±1 (RMS 1/√2); this scale gives them RMS 0.02, the size of the learned
+# table and the token embeddings at initialisation, so that positions do not drown the tokens.
+SINUSOIDAL_SCALE = 0.02 * math.sqrt(2)
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,7 @@ class GPTConfig:
     d_model: int = 128
     dropout: float = 0.0
     bias: bool = False
+    position: str = "learned"  # one of POSITIONS; configs saved without it are learned
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
@@ -43,23 +57,46 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must lie in [0, 1), got {self.dropout!r}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"GPTConfig.position must be one of {', '.join(map(repr, POSITIONS))}, "
+                             f"got {self.position!r}")
+        if self.position == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"GPTConfig.position='sinusoidal' pairs sin/cos dims, so d_model must be even, "
+                             f"got {self.d_model}")
+        if self.position == "rope" and (self.d_model // self.n_head) % 2:
+            raise ValueError(f"GPTConfig.position='rope' rotates dims in pairs, so d_head = d_model / n_head must "
+                             f"be even, got {self.d_model} / {self.n_head} = {self.d_model // self.n_head}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class TinyGPT(nn.Module):
-    """idx (batch, seq) token ids → logits (batch, seq, vocab) for the next token at every position."""
+    """idx (batch, seq) token ids → logits (batch, seq, vocab) for the next token at every position.
+
+    `config.position` decides where positions enter: `pos_emb` adds them to the tokens (learned, sinusoidal; an
+    identity for the others), `rotary` (rope, shared by every layer) or ALiBi act inside each attention layer.
+    Sequences may be as long as `max_len`: block_size for learned, FORMULA_LENGTH_FACTOR × block_size for
+    sinusoidal and rope, None (no limit) for none and alibi. Training crops to block_size; evaluation may go past it.
+    """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = c = config
+        formula_len = FORMULA_LENGTH_FACTOR * c.block_size
+        self.max_len = {"learned": c.block_size, "sinusoidal": formula_len, "rope": formula_len}.get(c.position)
         self.token_emb = nn.Embedding(c.vocab_size, c.d_model)
-        self.pos_emb = LearnedPositionalEmbedding(c.block_size, c.d_model)
+        if c.position == "learned":
+            self.pos_emb = LearnedPositionalEmbedding(c.block_size, c.d_model)
+        elif c.position == "sinusoidal":
+            self.pos_emb = SinusoidalPositionalEncoding(c.d_model, max_len=formula_len, scale=SINUSOIDAL_SCALE)
+        else:
+            self.pos_emb = nn.Identity()
+        self.rotary = RotaryEmbedding(c.d_model // c.n_head, max_len=formula_len) if c.position == "rope" else None
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             EncoderBlock(c.d_model, c.n_head, 4 * c.d_model, c.dropout, activation="gelu", norm_first=True,
-                         bias=c.bias)
+                         bias=c.bias, rotary=self.rotary, alibi=c.position == "alibi")
             for _ in range(c.n_layer)
         )
         self.norm = nn.LayerNorm(c.d_model, bias=c.bias)
@@ -82,13 +119,28 @@ class TinyGPT(nn.Module):
         if idx.dim() != 2 or idx.dtype != torch.long:
             raise ValueError(f"idx must be (batch, seq) token ids of dtype long, got shape {tuple(idx.shape)} "
                              f"and dtype {idx.dtype}")
-        if idx.shape[1] > self.config.block_size:
-            raise ValueError(f"sequence length {idx.shape[1]} exceeds the model's block_size="
-                             f"{self.config.block_size}; crop the context to the last {self.config.block_size} tokens")
+        self.check_length(idx.shape[1])
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
+            raise ValueError(f"idx holds token ids from {int(idx.min())} to {int(idx.max())}, outside the vocabulary "
+                             f"0..{self.config.vocab_size - 1} (encoded with another tokenizer?)")
         x = self.drop(self.pos_emb(self.token_emb(idx)))  # (batch, seq, d_model)
         for block in self.blocks:
             x = block(x, is_causal=True)
         return self.lm_head(self.norm(x))  # (batch, seq, vocab)
+
+    def check_length(self, seq: int) -> None:
+        """Raise ValueError, saying why and what to do, if the model cannot run on `seq` tokens (past max_len)."""
+        if self.max_len is None or seq <= self.max_len:
+            return
+        c = self.config
+        if c.position == "learned":
+            others = ", ".join(repr(p) for p in POSITIONS if p != "learned")
+            raise ValueError(f"sequence length {seq} exceeds the model's block_size={c.block_size}; crop the context "
+                             f"to the last {c.block_size} tokens (a learned position table has no rows past "
+                             f"block_size; GPTConfig.position {others} run on longer sequences)")
+        raise ValueError(f"sequence length {seq} exceeds the {c.position!r} model's max_len={self.max_len} "
+                         f"({FORMULA_LENGTH_FACTOR} × block_size, as far as its tables are computed); "
+                         f"crop the context to the last {self.max_len} tokens")
 
     @torch.no_grad()
     def attention_maps(self, idx: Tensor) -> Tensor:

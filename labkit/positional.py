@@ -73,13 +73,19 @@ def sinusoidal_table(max_len: int, d_model: int, base: float = 10000.0) -> Tenso
 
 
 class SinusoidalPositionalEncoding(nn.Module):
-    """Adds the fixed sinusoidal table: x (batch, seq, d_model) → x + PE[:seq]. Nothing to train."""
+    """Adds the fixed sinusoidal table: x (batch, seq, d_model) → x + scale · PE[:seq]. Nothing to train.
 
-    def __init__(self, d_model: int, max_len: int = 2048, base: float = 10000.0) -> None:
+    `scale` sizes the table against the token embeddings: its entries reach ±1, which drowns token vectors
+    initialised with std 0.02 (GPT-2's); the original Transformer scaled the tokens up by √d_model instead.
+    """
+
+    def __init__(self, d_model: int, max_len: int = 2048, base: float = 10000.0, scale: float = 1.0) -> None:
         super().__init__()
-        self.d_model, self.max_len, self.base = d_model, max_len, base
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise ValueError(f"scale must be a number > 0 (it multiplies the table), got {scale!r}")
+        self.d_model, self.max_len, self.base, self.scale = d_model, max_len, base, scale
         # A buffer follows .to(device) but is not a parameter; not saved, since it is rebuilt from the formula.
-        self.register_buffer("pe", sinusoidal_table(max_len, d_model, base), persistent=False)
+        self.register_buffer("pe", scale * sinusoidal_table(max_len, d_model, base), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.d_model, self.max_len,

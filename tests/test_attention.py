@@ -1,6 +1,7 @@
 """labkit.attention against PyTorch: SDPA for the two attention paths, nn.MultiheadAttention for the module."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -450,3 +451,79 @@ def test_mha_bad_mask_raises(record):
         mha(x, mask=padding_mask([5, 5, 5], 5))  # batch of 3 masks for a batch of 2
     with pytest.raises(TypeError, match="mask must be bool"):
         mha(x, mask=torch.ones(5, 5, dtype=torch.int32))
+
+
+# ----------------------------------------------------------------------------- positions inside attention
+
+
+def _positional_mha(kind: str) -> MultiHeadAttention:
+    from labkit.positional import RotaryEmbedding
+
+    if kind == "rope":
+        return MultiHeadAttention(16, 4, rotary=RotaryEmbedding(4, max_len=32)).eval()
+    return MultiHeadAttention(16, 4, alibi=True).eval()
+
+
+@pytest.mark.parametrize("kind", ["rope", "alibi"])
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("with_padding", [False, True])
+def test_mha_positions_take_the_same_path_fused_and_naive(kind, is_causal, with_padding):
+    mha = _positional_mha(kind)
+    x = torch.randn(2, 7, 16)
+    mask = padding_mask(torch.tensor([7, 5]), 7) if with_padding else None  # (batch, 1, 1, seq)
+    fast = mha(x, mask=mask, is_causal=is_causal)
+    mha.record_weights = True
+    naive = mha(x, mask=mask, is_causal=is_causal)
+    close(fast, naive)
+    assert torch.allclose(mha.last_weights.sum(-1), torch.ones(2, 4, 7), atol=1e-6)
+    if with_padding:
+        assert torch.all(mha.last_weights[1, :, :, 5:] == 0)
+
+
+def test_mha_rope_is_q_and_k_rotated_before_the_scores():
+    from labkit.positional import apply_rope
+
+    mha = _positional_mha("rope")
+    x = torch.randn(1, 9, 16)
+    q, k, v = mha.queries_keys_values(x)
+    plain = MultiHeadAttention(16, 4)
+    plain.load_state_dict(mha.state_dict())  # the cos/sin tables are not part of the state
+    q0, k0, v0 = plain.queries_keys_values(x)
+    close(q, apply_rope(q0))
+    close(k, apply_rope(k0))
+    close(v, v0)  # values carry content, not position
+    close(mha(x), plain.out_proj(merge_heads(naive_attention(apply_rope(q0), apply_rope(k0), v0)[0])))
+
+
+def test_mha_alibi_with_a_float_mask_adds_both():
+    from labkit.positional import alibi_bias
+
+    mha = _positional_mha("alibi")
+    x = torch.randn(2, 6, 16)
+    extra = torch.randn(2, 1, 6, 6)
+    q, k, v = mha.queries_keys_values(x)
+    expected = naive_attention(q, k, v, alibi_bias(4, 6) + extra, is_causal=True)[0]
+    close(mha(x, mask=extra, is_causal=True), mha.out_proj(merge_heads(expected)))
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(rotary="rope"), ValueError, "rotary must be a RotaryEmbedding over d_head = d_model / n_heads = 4, got str"),
+    (dict(alibi=1), ValueError, "alibi must be True or False, got 1"),
+])
+def test_mha_bad_position_arguments_raise(kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        MultiHeadAttention(16, 4, **kwargs)
+
+
+def test_mha_rotary_of_the_wrong_width_raises():
+    from labkit.positional import RotaryEmbedding
+
+    with pytest.raises(ValueError, match=r"over d_head = d_model / n_heads = 4, got d_head=8"):
+        MultiHeadAttention(16, 4, rotary=RotaryEmbedding(8))
+
+
+@pytest.mark.parametrize("kind", ["rope", "alibi"])
+def test_mha_positions_refuse_cross_attention(kind):
+    with pytest.raises(ValueError, match="RoPE / ALiBi encode positions within one sequence: use them for "
+                                         "self-attention only"):
+        _positional_mha(kind)(torch.randn(1, 3, 16), torch.randn(1, 5, 16))

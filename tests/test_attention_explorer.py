@@ -163,3 +163,65 @@ def test_an_index_out_of_range_is_shown_not_raised(view) -> None:
     view.head.max = 10
     view.head.value = 7  # a slider set beyond the model from Python
     assert "head 7 is out of range: this model has 3 heads, numbered 0..2" in view.message.value
+
+
+# ----------------------------------------------------------------------------- cross-attention (target × source)
+
+TARGET = list("1991-03-05") + ["<eos>"]
+SOURCE = ["march", "the", "fifth", ",", "nineteen", "ninety", "one"]
+
+
+@pytest.fixture
+def cross() -> torch.Tensor:
+    torch.manual_seed(7)
+    return (2 * torch.randn(LAYERS, HEADS, len(TARGET), len(SOURCE))).softmax(-1)
+
+
+@pytest.fixture
+def cross_view(cross) -> AttentionExplorer:
+    return AttentionExplorer(cross, TARGET, key_tokens=SOURCE, title="dates")
+
+
+def test_cross_attention_puts_target_tokens_down_the_side_and_source_tokens_along_the_top(cross_view, cross):
+    cross_view.layer.value, cross_view.head.value = 1, 2
+    z = cross_view.figure.data[0].z
+    assert isinstance(z, np.ndarray) and z.dtype == np.float32 and z.shape == (11, 7)  # still a binary buffer
+    np.testing.assert_allclose(drawn(cross_view), cross[1, 2].numpy(), atol=5e-4)
+    assert list(cross_view.figure.layout.xaxis.ticktext) == SOURCE
+    assert list(cross_view.figure.layout.yaxis.ticktext) == TARGET
+    assert cross_view.figure.layout.xaxis.title.text == "source token (key)"
+    assert cross_view.figure.layout.yaxis.title.text == "target token (query)"
+    assert cross_view.caption.value == "<b>dates: layer 1, head 2</b>"
+    assert cross_view.start.layout.display == "none"  # drawn whole: no window
+
+
+def test_cross_attention_offers_only_what_makes_sense_for_it(cross_view, cross) -> None:
+    assert "rollout" not in cross_view.combine.options and "max" in cross_view.combine.options
+    assert tuple(cross_view.statistic.options) == ("entropy", "share on punctuation")
+    cross_view.combine.value = "max"
+    np.testing.assert_allclose(drawn(cross_view), cross.amax(1)[0].numpy(), atol=5e-4)
+    cross_view.statistic.value = "share on punctuation"
+    expected = head_statistics(cross, SOURCE, cross=True)["share on punctuation"].numpy()
+    np.testing.assert_allclose(np.asarray(cross_view.stats_figure.data[0].z, dtype=float), expected, atol=5e-4)
+
+
+def test_cross_attention_queries_grid_and_difference(cross, cross_view) -> None:
+    cross_view.queries.value = (0, 3)
+    assert list(cross_view.figure.layout.yaxis.ticktext) == ["1", "1"]
+    np.testing.assert_allclose(drawn(cross_view), cross[0, 0, [0, 3]].numpy(), atol=5e-4)
+    fig = cross_view.grid_figure()
+    assert np.asarray(fig.data[0].z).shape == (11, 7)
+    reference = cross.flip(-1)
+    view = AttentionExplorer(cross, TARGET, key_tokens=SOURCE, reference=reference)
+    view.difference.value = True
+    np.testing.assert_allclose(drawn(view), (cross - reference)[0, 0].numpy(), atol=5e-4)
+
+
+def test_bad_cross_attention_input_is_one_clear_error(cross) -> None:
+    with pytest.raises(ValueError, match="6 key tokens but the attention covers 7 positions"):
+        AttentionExplorer(cross, TARGET, key_tokens=SOURCE[:-1])
+    with pytest.raises(ValueError, match=r"square \(seq, seq\), got \(11, 7\); for cross-attention"):
+        AttentionExplorer(cross, TARGET)
+    with pytest.raises(ValueError, match="cross-attention is drawn whole, but this map is 11 × 7, more than "
+                                         "max_tokens=8"):
+        AttentionExplorer(cross, TARGET, key_tokens=SOURCE, max_tokens=8)

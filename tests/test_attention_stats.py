@@ -130,3 +130,47 @@ def test_a_window_cuts_queries_and_keys(attn) -> None:
         window(attn, TOKENS, 6, 2)
     with pytest.raises(ValueError, match="length must be a positive int"):
         window(attn, TOKENS, 0, 0)
+
+
+# ----------------------------------------------------------------------------- cross-attention (target × source)
+
+TGT, SRC = 4, 7
+SOURCE = ["march", "the", "fifth", ",", "nineteen", "ninety", "one"]
+
+
+@pytest.fixture(scope="module")
+def cross() -> torch.Tensor:
+    torch.manual_seed(1)
+    return (3 * torch.randn(LAYERS, HEADS, TGT, SRC)).softmax(-1)
+
+
+def test_stacking_cross_attention_needs_the_key_tokens(cross) -> None:
+    per_layer = [cross[layer][None] for layer in range(LAYERS)]  # as a model returns it: (batch, heads, tgt, src)
+    attn = stack_attentions(per_layer, tokens=list("1991"), key_tokens=SOURCE)
+    torch.testing.assert_close(attn, cross)
+    with pytest.raises(ValueError, match=r"square \(seq, seq\), got \(4, 7\); for cross-attention .* key_tokens"):
+        stack_attentions(per_layer, tokens=list("1991"))
+    with pytest.raises(ValueError, match="6 key tokens but the attention covers 7 positions"):
+        stack_attentions(per_layer, tokens=list("1991"), key_tokens=SOURCE[:-1])
+    with pytest.raises(ValueError, match="3 tokens but the attention covers 4 positions"):
+        stack_attentions(per_layer, tokens=list("199"), key_tokens=SOURCE)
+
+
+def test_distance_and_rollout_refuse_cross_attention(cross) -> None:
+    with pytest.raises(ValueError, match=r"the mean attention distance is defined for self-attention only .*"
+                                         r"got \(4, 7\) maps: cross-attention's queries and keys belong to two"):
+        mean_distance(cross)
+    with pytest.raises(ValueError, match="attention rollout is defined for self-attention only"):
+        aggregate_heads(cross, "rollout")
+
+
+def test_cross_attention_statistics_are_entropy_and_the_punctuation_share(cross) -> None:
+    from labkit.attention_stats import CROSS_STATISTICS
+
+    stats = head_statistics(cross, SOURCE, cross=True)
+    assert tuple(stats) == CROSS_STATISTICS == ("entropy", "share on punctuation")
+    expected = torch.distributions.Categorical(probs=cross).entropy().mean(-1)
+    torch.testing.assert_close(stats["entropy"], expected)
+    torch.testing.assert_close(stats["share on punctuation"], cross[..., 3].mean(-1))  # the "," of the source
+    torch.testing.assert_close(aggregate_heads(cross, "mean"), cross.mean(1))
+    assert aggregate_heads(cross, "max").shape == (LAYERS, TGT, SRC)

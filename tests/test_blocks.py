@@ -324,3 +324,20 @@ def test_our_attention_is_labkits() -> None:
     """The blocks reuse labkit's attention (so record_weights works), not a copy of it."""
     block = DecoderBlock(D, H, D_FF)
     assert isinstance(block.self_attn, MultiHeadAttention) and isinstance(block.cross_attn, MultiHeadAttention)
+
+
+def test_encoder_block_hands_rope_and_alibi_to_its_self_attention() -> None:
+    from labkit.positional import RotaryEmbedding, alibi_bias
+
+    rotary = RotaryEmbedding(D // H)
+    with_rope = EncoderBlock(D, H, D_FF, norm_first=True, rotary=rotary)
+    with_alibi = EncoderBlock(D, H, D_FF, norm_first=True, alibi=True)
+    assert with_rope.self_attn.rotary is rotary and not with_rope.self_attn.alibi
+    assert with_alibi.self_attn.alibi and with_alibi.self_attn.rotary is None
+    # The ALiBi block is the plain block with alibi_bias as its attention's float mask.
+    plain = EncoderBlock(D, H, D_FF, norm_first=True)
+    plain.load_state_dict(with_alibi.state_dict())
+    x = torch.randn(2, SEQ, D)
+    expected = plain(x, alibi_bias(H, SEQ), is_causal=True)
+    assert torch.allclose(with_alibi(x, is_causal=True), expected, atol=ATOL)
+    assert not torch.allclose(plain(x, is_causal=True), expected, atol=1e-3)

@@ -277,3 +277,33 @@ def test_a_traceback_in_a_cell_is_seen(lab, browser) -> None:
     notebook = Notebook(browser, url, write_notebook(served, "broken.ipynb", "raise ValueError('labkit boom')"))
     notebook.run_all()
     assert any("labkit boom" in text for text in notebook.cell_errors())
+
+
+def test_notebook_00_draws_a_slider_whose_label_and_figure_follow_it(lab, browser) -> None:
+    url, served = lab
+    shutil.copy(ROOT / "notebooks" / "00-environment-check.ipynb", served)
+    notebook = Notebook(browser, url, "00-environment-check.ipynb")
+    notebook.run_all(timeout_s=120)
+    page = notebook.page
+    slider = page.locator(".jp-OutputArea .widget-slider").first
+    slider.wait_for(state="visible", timeout=30_000)
+    assert page.locator(".jp-OutputArea .jupyter-widgets").count() > 0
+    outputs = page.locator(".jp-OutputArea")  # the notebook's own text names both failures, so outputs only
+    assert outputs.filter(has_text="Error displaying widget").count() == 0
+    assert outputs.filter(has_text="VBox(children=").count() == 0  # the text of a widget that did not draw
+    label = page.locator(".jp-OutputArea .widget-label", has_text="²").first
+    assert label.text_content() == "7² = 49"  # the value the notebook set last, from Python
+    bars = page.locator(".jp-OutputArea .js-plotly-plot g.point path")
+    bars.nth(10).wait_for(timeout=30_000)  # the FigureWidget drew its 11 bars
+
+    slider.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")  # 7 → 8 in the browser; the kernel's observers answer
+    page.locator(".jp-OutputArea .widget-label", has_text="8² = 64").wait_for(timeout=10_000)
+    page.wait_for_function("""() => {
+        const bars = document.querySelectorAll('.jp-OutputArea .js-plotly-plot g.point path');
+        return bars.length === 11 && bars[8].style.fill === 'rgb(197, 48, 48)'
+            && bars[7].style.fill !== bars[8].style.fill;
+    }""", timeout=10_000)
+    notebook.screenshot("notebook-00")
+    assert not notebook.cell_errors()
+    assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"

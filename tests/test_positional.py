@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -285,3 +286,13 @@ def test_explorer_redraws_when_the_sliders_move() -> None:
     assert np.allclose(view.curve.data[1].y, sinusoidal_table(40, 32, 100.0)[20, 1::2].numpy(), atol=1e-6)
     assert view.table.layout.shapes[0].y0 == 19.5
     assert view.curve.layout.title.text.startswith("PE[20]")
+
+
+def test_sinusoidal_scale_multiplies_the_table() -> None:
+    x = torch.randn(2, 6, 8)
+    scaled = SinusoidalPositionalEncoding(8, max_len=10, scale=0.25)
+    assert torch.allclose(scaled(x), x + 0.25 * sinusoidal_table(6, 8))
+    for bad in (0, -1.0, True, "1"):
+        with pytest.raises(ValueError, match=rf"scale must be a number > 0 \(it multiplies the table\), "
+                                             rf"got {re.escape(repr(bad))}"):
+            SinusoidalPositionalEncoding(8, scale=bad)

@@ -1,16 +1,19 @@
 """labkit's attention explorer: one widget to look at every head of a model, with no JavaScript from a CDN.
 
-`AttentionExplorer` takes one example's attention (layers, heads, seq, seq) and its tokens. It keeps the whole
-tensor in the kernel and sends the browser only what is drawn, rounded: one (queries, keys) map for the heatmap,
-one layer's heads for the grid, a (layers, heads) table for the statistics. So the payload follows what is on
-screen (tens of kB at 64 tokens), not the size of the model (bertviz writes all of it: megabytes).
+`AttentionExplorer` takes one example's attention (layers, heads, seq, seq) and its tokens, or an encoder–decoder's
+cross-attention (layers, heads, tgt, src) with the target's tokens and the source's as `key_tokens` (target tokens
+down the side, source tokens along the top). It keeps the whole tensor in the kernel and sends the browser only
+what is drawn, rounded: one (queries, keys) map for the heatmap, one layer's heads for the grid, a (layers, heads)
+table for the statistics. So the payload follows what is on screen (tens of kB at 64 tokens), not the size of the
+model (bertviz writes all of it: megabytes).
 
 Controls: layer and head sliders; how to combine heads ("one head", "mean", "max" or "rollout"); which query tokens
 to show (several at once, none = all); a difference to a reference attention (e.g. before fine-tuning); a slider over
 checkpoints of a training run; a window over sequences longer than `max_tokens`; export of the heatmap to a
 self-contained HTML file (the camera button of the figure's toolbar saves a PNG). As in the other views, setting a
 control from Python (`explorer.layer.value = 3`) redraws through plain methods, so tests need no browser, and bad
-input is shown in `message`, never raised.
+input is shown in `message`, never raised. Cross-attention is drawn whole (no window), its heads combine by mean or
+max (rollout chains self-attention maps), and its statistics are `CROSS_STATISTICS` (no distance, no [CLS] / [SEP]).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from labkit.attention_stats import (AGGREGATIONS, STATISTICS, aggregate_heads, check_index, head_statistics,
-                                    stack_attentions)
+from labkit.attention_stats import (AGGREGATIONS, CROSS_AGGREGATIONS, CROSS_STATISTICS, STATISTICS,
+                                    aggregate_heads, check_index, head_statistics, stack_attentions)
 from labkit.validate import check_positive_int
 from labkit.viz.view import WidgetView, error_html
 
@@ -46,31 +49,39 @@ class AttentionExplorer(WidgetView):
 
     attentions: a model's `outputs.attentions` or a stacked (layers, heads, seq, seq) tensor; or, for a training
         run, a mapping {checkpoint name: attentions}, shown with a `checkpoint` slider (all the same shape).
-    tokens: the example's tokens (special tokens included), one per position.
+    tokens: the example's tokens (special tokens included), one per position; for cross-attention, the target's.
+    key_tokens: for cross-attention only, the source's tokens (the keys), one per source position.
     reference: attention of the same shape to subtract when `difference` is ticked (before vs after fine-tuning).
     max_tokens: the most positions drawn at once; a longer sequence gets a `start` slider over windows of this size.
     decimals: rounding of the values sent to the browser.
     """
 
     def __init__(self, attentions: Sequence[Tensor] | Tensor | Mapping[str, Sequence[Tensor] | Tensor],
-                 tokens: Sequence[str], *, reference: Sequence[Tensor] | Tensor | None = None,
-                 max_tokens: int = 64, decimals: int = 3, title: str = "") -> None:
+                 tokens: Sequence[str], *, key_tokens: Sequence[str] | None = None,
+                 reference: Sequence[Tensor] | Tensor | None = None, max_tokens: int = 64, decimals: int = 3,
+                 title: str = "") -> None:
         check_positive_int("max_tokens", max_tokens)
         check_positive_int("decimals", decimals)
         runs = dict(attentions) if isinstance(attentions, Mapping) else {"": attentions}
         if not runs:
             raise ValueError("attentions is an empty mapping: give at least one checkpoint's attentions")
-        self.runs = {name: stack_attentions(a, tokens) for name, a in runs.items()}
+        self.cross = key_tokens is not None
+        self.runs = {name: stack_attentions(a, tokens, key_tokens=key_tokens) for name, a in runs.items()}
         shapes = {tuple(a.shape) for a in self.runs.values()}
         if len(shapes) != 1:
             raise ValueError(f"every checkpoint's attention must have the same shape, got {sorted(shapes)}")
-        self.reference = None if reference is None else stack_attentions(reference, tokens)
-        layers, heads, seq, _ = next(iter(shapes))
-        if self.reference is not None and self.reference.shape != (layers, heads, seq, seq):
+        shape = next(iter(shapes))
+        self.reference = None if reference is None else stack_attentions(reference, tokens, key_tokens=key_tokens)
+        if self.reference is not None and self.reference.shape != shape:
             raise ValueError(f"reference has shape {tuple(self.reference.shape)}, the attention "
-                             f"{(layers, heads, seq, seq)}: compare the same model on the same tokens")
+                             f"{shape}: compare the same model on the same tokens")
+        layers, heads, seq, n_keys = shape
+        if self.cross and max(seq, n_keys) > max_tokens:
+            raise ValueError(f"cross-attention is drawn whole, but this map is {seq} × {n_keys}, more than "
+                             f"max_tokens={max_tokens}: pass a larger max_tokens")
         self.tokens, self.decimals, self.max_tokens, self.title = list(tokens), decimals, max_tokens, title
-        self.n_layers, self.n_heads, self.seq = layers, heads, seq
+        self.key_tokens = list(key_tokens) if self.cross else self.tokens
+        self.n_layers, self.n_heads, self.seq, self.n_keys = layers, heads, seq, n_keys
 
         wide = {"description_width": "initial"}
         self.checkpoint = widgets.SelectionSlider(options=list(self.runs), description="checkpoint", style=wide,
@@ -78,8 +89,8 @@ class AttentionExplorer(WidgetView):
                                                                         "none"))
         self.layer = widgets.IntSlider(value=0, min=0, max=layers - 1, description="layer", style=wide)
         self.head = widgets.IntSlider(value=0, min=0, max=heads - 1, description="head", style=wide)
-        self.combine = widgets.Dropdown(options=[ONE_HEAD, *AGGREGATIONS], value=ONE_HEAD, description="heads",
-                                        style=wide)
+        self.combine = widgets.Dropdown(options=[ONE_HEAD, *(CROSS_AGGREGATIONS if self.cross else AGGREGATIONS)],
+                                        value=ONE_HEAD, description="heads", style=wide)
         self.queries = widgets.SelectMultiple(options=[(f"{i}: {t}", i) for i, t in enumerate(self.tokens)],
                                               value=(), rows=6, description="queries (none = all)", style=wide)
         self.difference = widgets.Checkbox(value=False, description="minus the reference", indent=False,
@@ -87,7 +98,8 @@ class AttentionExplorer(WidgetView):
         self.start = widgets.IntSlider(value=0, min=0, max=max(0, seq - max_tokens), step=max(1, max_tokens // 2),
                                        description="window start", style=wide,
                                        layout=widgets.Layout(display="" if seq > max_tokens else "none"))
-        self.statistic = widgets.Dropdown(options=STATISTICS, description="statistic", style=wide)
+        self.statistic = widgets.Dropdown(options=CROSS_STATISTICS if self.cross else STATISTICS,
+                                          description="statistic", style=wide)
         self.grid_button = widgets.ToggleButton(value=False, description="all heads of this layer", icon="th")
         self.path = widgets.Text(value="attention.html", description="export to", style=wide)
         self.export_button = widgets.Button(description="Export", icon="download")
@@ -97,8 +109,8 @@ class AttentionExplorer(WidgetView):
 
         self.figure = go.FigureWidget(go.Heatmap(colorscale="Blues", zmin=0, zmax=1, x=[], y=[],
                                                  hovertemplate="query %{y} → key %{x}: %{z}<extra></extra>"))
-        self.figure.update_yaxes(autorange="reversed", title="query")
-        self.figure.update_xaxes(title="key", tickangle=-60)
+        self.figure.update_yaxes(autorange="reversed", title="target token (query)" if self.cross else "query")
+        self.figure.update_xaxes(title="source token (key)" if self.cross else "key", tickangle=-60)
         self.figure.update_layout(height=500, margin=dict(l=90, r=20, t=20, b=90))
         self.stats_figure = go.FigureWidget(go.Heatmap(colorscale="Viridis",
                                                        hovertemplate="layer %{y}, head %{x}: %{z}<extra></extra>"))
@@ -134,13 +146,17 @@ class AttentionExplorer(WidgetView):
         attn = self.runs[self.checkpoint.value]
         return attn - self.reference if self._subtracting() else attn
 
-    def _window(self) -> range:
-        return range(self.start.value, min(self.seq, self.start.value + self.max_tokens))
+    def _windows(self) -> tuple[list[int], list[int]]:
+        """(query positions, key positions) in view: the window over self-attention, everything for cross."""
+        if self.cross:
+            return list(range(self.seq)), list(range(self.n_keys))
+        shown = list(range(self.start.value, min(self.seq, self.start.value + self.max_tokens)))
+        return shown, shown
 
     def current_map(self) -> tuple[Tensor, list[int], list[int]]:
         """(the map drawn (queries, keys), query positions, key positions) for the current controls."""
-        keys = list(self._window())
-        queries = [q for q in self.queries.value if q in keys] or keys
+        rows, keys = self._windows()
+        queries = [q for q in self.queries.value if q in rows] or rows
         layer = check_index("layer", self.layer.value, self.n_layers)
         if self.combine.value == ONE_HEAD:
             full = self._attention()[layer, check_index("head", self.head.value, self.n_heads)]
@@ -162,7 +178,7 @@ class AttentionExplorer(WidgetView):
         if self.seq > self.max_tokens:
             notes.append(f"{self.seq} tokens are more than this view draws at once ({self.max_tokens}): showing "
                          f"positions {keys[0]}..{keys[-1]}; move 'window start' for the rest")
-        dropped = [q for q in self.queries.value if q not in keys]
+        dropped = [q for q in self.queries.value if q not in queries]
         if dropped:
             notes.append(f"queries {dropped} are outside the window")
         self.message.value = "<br>".join(html.escape(n, quote=False) for n in notes)
@@ -177,7 +193,7 @@ class AttentionExplorer(WidgetView):
             heat.z = _rounded(values, self.decimals)
             if tuple(heat.x or ()) != tuple(keys) or tuple(heat.y or ()) != tuple(queries):
                 heat.x, heat.y = keys, queries
-                self.figure.layout.xaxis.update(tickvals=keys, ticktext=[self.tokens[k] for k in keys])
+                self.figure.layout.xaxis.update(tickvals=keys, ticktext=[self.key_tokens[k] for k in keys])
                 self.figure.layout.yaxis.update(tickvals=queries, ticktext=[self.tokens[q] for q in queries])
             if diverging or heat.zmin != 0:  # a difference map, or back from one
                 heat.colorscale = "RdBu_r" if diverging else "Blues"
@@ -189,9 +205,9 @@ class AttentionExplorer(WidgetView):
 
     def statistics(self) -> dict[str, Tensor]:
         """`head_statistics` of the shown attention, each (layers, heads); with the reference ticked, the change."""
-        stats = head_statistics(self.runs[self.checkpoint.value], self.tokens)
+        stats = head_statistics(self.runs[self.checkpoint.value], self.key_tokens, cross=self.cross)
         if self._subtracting():
-            before = head_statistics(self.reference, self.tokens)
+            before = head_statistics(self.reference, self.key_tokens, cross=self.cross)
             stats = {name: value - before[name] for name, value in stats.items()}
         return stats
 
@@ -206,8 +222,8 @@ class AttentionExplorer(WidgetView):
 
     def grid_figure(self) -> go.Figure:
         """Every head of the current layer, side by side, in the current window."""
-        keys = list(self._window())
-        attn = self._attention()[self.layer.value][:, keys][:, :, keys]  # (heads, window, window)
+        rows, keys = self._windows()
+        attn = self._attention()[self.layer.value][:, rows][:, :, keys]  # (heads, queries, keys)
         cols = min(self.n_heads, 6)
         rows = -(-self.n_heads // cols)
         fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"head {h}" for h in range(self.n_heads)],

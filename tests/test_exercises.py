@@ -1,0 +1,105 @@
+"""The exercise framework, and what every exercise owes: its reference passes, and its notebook asks for it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from labkit.exercises import check, exercises
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+ALL = exercises()
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_the_reference_answer_passes(name: str) -> None:
+    assert check(name, ALL[name].reference, quiet=True), check(name, ALL[name].reference, quiet=True).message
+
+
+def _checked_in(path: Path) -> list[str]:
+    """The names the notebook's code cells pass to check(...)."""
+    source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    return re.findall(r"""check\(\s*["']([a-z_0-9]+)["']""", source)
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(NOTEBOOK_DIR.glob("[01][0-9]-*.ipynb"))
+                                  if not p.name.startswith("00")], ids=lambda p: p.stem)
+def test_each_notebook_ends_with_two_to_four_checked_exercises(path: Path) -> None:
+    number = path.name[:2]  # notebook 00 checks the environment and has no exercises
+    registered = set(exercises(number))
+    assert 2 <= len(registered) <= 4, f"notebook {number} has {len(registered)} exercises, expected 2 to 4"
+    assert set(_checked_in(path)) == registered, f"{path.name} checks {_checked_in(path)}, registered {registered}"
+
+
+def test_a_wrong_answer_fails_with_the_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    result = check("causal_mask", lambda n: torch.ones(n, n, dtype=torch.bool).triu())
+    assert not result
+    out = capsys.readouterr().out
+    assert out.startswith("✗ causal_mask: a query may attend to a later key")
+    assert "hint: query i may see keys 0..i" in out
+
+
+def test_an_unwritten_answer_says_so() -> None:
+    def causal_mask(seq_len: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    assert "not written yet" in check("causal_mask", causal_mask, quiet=True).message
+
+
+def test_an_answer_that_raises_is_reported_not_raised() -> None:
+    result = check("attention_scores", lambda q, k: q @ k, quiet=True)
+    assert not result and "your function raised RuntimeError" in result.message
+
+
+def test_unknown_exercise_and_non_function_are_clear_errors() -> None:
+    with pytest.raises(KeyError, match="no exercise named 'causal_mask_2'; the exercises are: "):
+        check("causal_mask_2", lambda n: n)
+    with pytest.raises(TypeError, match="needs the function you wrote, got Tensor"):
+        check("causal_mask", torch.ones(2, 2))
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda n: torch.ones(n, n).tril(), "dtype torch.float32"),
+    (lambda n: torch.ones(n, n, dtype=torch.bool).tril(-1), "the diagonal is False"),
+    (lambda n: torch.ones(n, n, dtype=torch.bool), "may attend to a later key"),
+    (lambda n: torch.ones(n, n, dtype=torch.bool).tril().tolist(), "returned a list"),
+    (lambda n: torch.eye(n, dtype=torch.bool), "cannot attend to an earlier key"),
+])
+def test_causal_mask_checker_fails_plausible_mistakes(wrong, message: str) -> None:
+    result = check("causal_mask", wrong, quiet=True)
+    assert not result and message in result.message
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda q, k: q @ k.transpose(-2, -1), "not scaled"),
+    (lambda q, k: q @ k.transpose(-2, -1) / q.shape[-1], "divided by d_k = 16"),
+    (lambda q, k: k @ q.transpose(-2, -1) / 4, "gave shape (2, 3, 6, 4)"),
+    (lambda q, k: q @ k.transpose(-2, -1) / 4 + 0.01, "differs from q·kᵀ/√d_k"),
+])
+def test_attention_scores_checker_fails_plausible_mistakes(wrong, message: str) -> None:
+    result = check("attention_scores", wrong, quiet=True)
+    assert not result and message in result.message
+
+
+def test_split_heads_written_by_hand_passes() -> None:
+    def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+        batch, seq, d_model = x.shape
+        return x.reshape(batch, seq, n_heads, d_model // n_heads).permute(0, 2, 1, 3)
+
+    assert check("split_heads", split_heads, quiet=True)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda x, h: x.view(x.shape[0], x.shape[1], h, -1), "= (batch, seq, heads, d_head): transpose(1, 2)"),
+    (lambda x, h: x.view(x.shape[0], h, x.shape[1], -1), "the right shape but mixes tokens"),
+    (lambda x, h: x.view(x.shape[0], x.shape[1], -1, h).permute(0, 3, 1, 2), "head 0 holds features 0, 3, 6"),
+    (lambda x, h: x.view(2, 5, 3, 4).transpose(1, 2), "n_heads=4) has shape (2, 3, 5, 4), expected (2, 4, 5, 3)"),
+    (lambda x, h: x.view(x.shape[0], x.shape[1], h, -1).transpose(1, 2).flip(1), "differs by up to"),
+])
+def test_split_heads_checker_fails_plausible_mistakes(wrong, message: str) -> None:
+    result = check("split_heads", wrong, quiet=True)
+    assert not result and message in result.message, result.message
