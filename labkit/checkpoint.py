@@ -54,8 +54,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     tensors["rng.torch"] = torch.get_rng_state()
     metadata = {"meta": json.dumps(meta), "param_groups": json.dumps(groups), "format": "labkit-checkpoint-1"}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)  # atomic on POSIX and Windows
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    finally:  # a write that failed or was interrupted leaves no half-written file behind
+        tmp.unlink(missing_ok=True)
     return path
 
 

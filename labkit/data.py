@@ -17,18 +17,19 @@ Returns: tinyshakespeare → `str`; sst2 → `DatasetDict` (train, validation); 
 from __future__ import annotations
 
 import os
-import socket
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 __all__ = [
     "DatasetInfo",
     "DATASETS",
     "DataSource",
+    "local_copy",
     "SST2_LABELS",
     "NER_TAGS",
     "POS_TAGS",
@@ -91,13 +92,18 @@ class DataSource:
 
 
 def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
-    """True if a TCP connection to the hub (`HF_ENDPOINT`, default huggingface.co:443) opens within `timeout` s."""
-    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    port = url.port or (80 if url.scheme == "http" else 443)
+    """True if the hub (`HF_ENDPOINT`, default https://huggingface.co) answers an HTTP request within `timeout` s.
+
+    Any answer counts, an error status too; a server that accepts the connection but stays silent does not.
+    """
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     try:
-        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+        with urllib.request.urlopen(urllib.request.Request(endpoint + "/api/models?limit=1", method="HEAD"),
+                                    timeout=timeout):
             return True
-    except OSError:
+    except urllib.error.HTTPError:  # it answered
+        return True
+    except (OSError, ValueError):  # refused, unresolved, timed out, or not a URL
         return False
 
 
@@ -138,7 +144,7 @@ def _info(name: str) -> DatasetInfo:
     return DATASETS[name.strip().lower()]
 
 
-def _local_copy(info: DatasetInfo, folder: Path, *, allow_parent: bool) -> Path | None:
+def local_copy(info: DatasetInfo, folder: Path, *, allow_parent: bool) -> Path | None:
     """The folder (or, for a one-file dataset, the file) under `folder` that holds all of `info`'s files."""
     if len(info.files) == 1 and folder.is_file():
         return folder
@@ -157,14 +163,14 @@ def data_source(name: str, path: str | os.PathLike | None = None) -> DataSource:
     """Which source `load_data(name, path)` would read, without reading it (may run the hub check)."""
     info = _info(name)
     if path is not None:
-        found = _local_copy(info, Path(path).expanduser(), allow_parent=True)
+        found = local_copy(info, Path(path).expanduser(), allow_parent=True)
         if found is None:
             raise FileNotFoundError(f"path={str(path)!r} does not hold {info.name}: expected the files "
                                     f"{', '.join(info.files.values())} in it or in {info.name}/ below it")
         return DataSource("path", str(found))
     env = os.environ.get("LABKIT_DATA", "").strip()
     if env:
-        found = _local_copy(info, Path(env).expanduser(), allow_parent=False)
+        found = local_copy(info, Path(env).expanduser(), allow_parent=False)
         if found is not None:
             return DataSource("LABKIT_DATA", str(found))
     if hub_available():

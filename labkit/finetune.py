@@ -355,6 +355,10 @@ def entity_scores(true_tag_lists: Sequence[Sequence[str]],
         if len(true) != len(predicted):
             raise ValueError(f"true_tag_lists[{i}] has {len(true)} tags but predicted_tag_lists[{i}] has "
                              f"{len(predicted)}; expected one tag per word in both")
+        for name, tags in (("true_tag_lists", true), ("predicted_tag_lists", predicted)):
+            bad = next((t for t in tags if not isinstance(t, str) or not (t == "O" or t[:2] in ("B-", "I-"))), None)
+            if bad is not None:
+                raise ValueError(f"{name}[{i}] holds the tag {bad!r}; IOB2 tags are 'O', 'B-<type>' or 'I-<type>'")
     with warnings.catch_warnings():  # the macro average of zero entity types warns; it is not used here
         warnings.simplefilter("ignore", RuntimeWarning)
         report = classification_report(true_tags, predicted_tags, output_dict=True, zero_division=0)

@@ -54,6 +54,19 @@ def _check_filters(temperature: float, top_k: int | None, top_p: float | None, r
         raise ValueError(f"repetition_penalty must be a number > 0 (1 = no penalty), got {repetition_penalty!r}")
 
 
+def _check_finite(logits: Tensor) -> None:
+    """Refuse logits a distribution cannot come from: NaN or +inf anywhere, or a row with every token at -inf."""
+    bad = torch.isnan(logits) | torch.isposinf(logits)
+    if bad.any():
+        where = tuple(bad.nonzero()[0].tolist())
+        raise ValueError(f"logits hold {int(bad.sum())} NaN or +inf value(s), the first at index {where}: the model "
+                         f"produced non-finite scores (diverged training, or an overflow in low precision)")
+    empty = torch.isneginf(logits).all(dim=-1)
+    if empty.any():
+        raise ValueError(f"logits row {tuple(empty.nonzero()[0].tolist())} is -inf for every token: nothing can be "
+                         f"sampled from it")
+
+
 def _penalize(logits: Tensor, previous: Tensor, penalty: float) -> Tensor:
     """Divide the positive logits of tokens in `previous` by `penalty`, multiply the negative ones by it."""
     if not isinstance(previous, Tensor) or previous.dtype != torch.long:
@@ -101,6 +114,7 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
                         f"{logits.dtype if isinstance(logits, Tensor) else type(logits).__name__}")
     if logits.dim() < 1 or logits.shape[-1] == 0:
         raise ValueError(f"logits must be (..., vocab) with vocab >= 1, got shape {tuple(logits.shape)}")
+    _check_finite(logits)
     _check_filters(temperature, top_k, top_p, repetition_penalty)
     if repetition_penalty != 1.0:
         if previous is None:
@@ -134,7 +148,14 @@ def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
     return fallback
 
 
-def _check_idx(idx: Tensor) -> None:
+def _vocab_size(model: nn.Module) -> int | None:
+    """The model's vocabulary size when its config says (TinyGPT, Hugging Face models, the adapter's model)."""
+    config = getattr(getattr(model, "model", model), "config", None)
+    size = getattr(config, "vocab_size", None)
+    return size if isinstance(size, int) else None
+
+
+def _check_idx(idx: Tensor, model: nn.Module | None = None) -> None:
     if not isinstance(idx, Tensor) or idx.dtype != torch.long:
         raise TypeError(f"idx must be a long tensor of token ids, got "
                         f"{idx.dtype if isinstance(idx, Tensor) else type(idx).__name__}")
@@ -142,6 +163,10 @@ def _check_idx(idx: Tensor) -> None:
         raise ValueError(f"idx must be (batch, seq) token ids, got shape {tuple(idx.shape)}")
     if idx.shape[1] == 0:
         raise ValueError(f"idx is an empty prompt (shape {tuple(idx.shape)}): give at least one token of prompt")
+    vocab = _vocab_size(model) if model is not None else None
+    if vocab is not None and (int(idx.min()) < 0 or int(idx.max()) >= vocab):
+        raise ValueError(f"idx holds token ids outside the model's vocabulary 0..{vocab - 1}: min {int(idx.min())}, "
+                         f"max {int(idx.max())} (a prompt encoded with another tokenizer?)")
 
 
 def _last_logits(model: nn.Module, context: Tensor) -> Tensor:
@@ -161,7 +186,7 @@ def next_token_distribution(model: nn.Module, idx: Tensor, *, block_size: int | 
 
     `block_size`, when given, crops idx to its last block_size tokens before the model sees it.
     """
-    _check_idx(idx)
+    _check_idx(idx, model)
     if block_size is not None:
         check_positive_int("block_size", block_size)
     idx = idx.to(_model_device(model, idx.device))
@@ -171,9 +196,9 @@ def next_token_distribution(model: nn.Module, idx: Tensor, *, block_size: int | 
         return logits.softmax(dim=-1)
 
 
-def _check_generation(idx: Tensor, max_new_tokens: int, block_size: int, temperature: float, top_k: int | None,
-                      top_p: float | None, repetition_penalty: float) -> None:
-    _check_idx(idx)
+def _check_generation(model: nn.Module, idx: Tensor, max_new_tokens: int, block_size: int, temperature: float,
+                      top_k: int | None, top_p: float | None, repetition_penalty: float) -> None:
+    _check_idx(idx, model)
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     check_positive_int("block_size", block_size)
@@ -208,7 +233,7 @@ def generate(model: nn.Module, idx: Tensor, max_new_tokens: int, *, block_size: 
     gives the same text whatever device the model is on). Runs without gradients in eval mode, and puts the
     model back in the training mode it had.
     """
-    _check_generation(idx, max_new_tokens, block_size, temperature, top_k, top_p, repetition_penalty)
+    _check_generation(model, idx, max_new_tokens, block_size, temperature, top_k, top_p, repetition_penalty)
     filters = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
     idx = idx.to(_model_device(model, idx.device))
     with _inference(model):
@@ -255,7 +280,7 @@ def generation_trace(model: nn.Module, idx: Tensor, max_new_tokens: int, *, bloc
     Same settings and the same seeded generator give the same tokens as `generate`.
     """
     check_positive_int("max_new_tokens", max_new_tokens)
-    _check_generation(idx, max_new_tokens, block_size, temperature, top_k, top_p, repetition_penalty)
+    _check_generation(model, idx, max_new_tokens, block_size, temperature, top_k, top_p, repetition_penalty)
     if idx.shape[0] != 1:
         raise ValueError(f"idx must hold one prompt, shape (1, seq), to be traced; got shape {tuple(idx.shape)}")
     check_positive_int("n_candidates", n_candidates)

@@ -98,7 +98,11 @@ def library_source(name: str) -> str:
 
 
 if __name__ == "__main__":
-    for path in fetch():
-        print(f"labkit.js_assets: wrote {path}")
+    try:
+        for path in fetch():
+            print(f"labkit.js_assets: wrote {path}")
+    except (OSError, ValueError) as error:  # unreachable registry (URLError is an OSError), or a file that fails its check
+        sys.exit(f"labkit.js_assets: error: {error} (bertviz's views need these files; everything else works without "
+                 f"them)")
     for library in LIBRARIES.values():
         print(f"labkit.js_assets: {library.name} {library.version} ({library.licence_name}) at {library.path}")

@@ -64,6 +64,10 @@ def check_mask(mask: Tensor, scores_shape: Sequence[int]) -> None:
 
 def additive_mask(mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     """A float mask to add to the scores: 0 where `mask` keeps a key, -inf where it hides one."""
+    if not isinstance(mask, Tensor) or not (mask.dtype == torch.bool or mask.dtype.is_floating_point):
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(f"mask must be bool (True = may attend) or float (added to the scores), got {got}; "
+                        f"for 0/1 masks use mask.bool()")
     if mask.dtype != torch.bool:
         return mask.to(dtype)
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))

@@ -221,6 +221,8 @@ def make_nsp_pairs(documents: Sequence[Sequence[str]], *, seed: int) -> list[Sen
     for index, doc in enumerate(documents):
         if isinstance(doc, str) or not doc or not all(isinstance(s, str) for s in doc):
             raise ValueError(f"documents[{index}] must be a non-empty list of sentences (str), got {doc!r:.80}")
+    if not documents:
+        raise ValueError("documents is empty: next-sentence pairs need documents of sentences")
     if len(documents) < 2 and any(len(doc) > 1 for doc in documents):
         raise ValueError(f"documents must hold at least 2 documents, so that NotNext sentences can come from another "
                          f"one, got {len(documents)}")

@@ -63,6 +63,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig needs 0 < min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
         if self.warmup_steps < 0 or self.grad_clip <= 0 or self.weight_decay < 0:
             raise ValueError("TrainConfig needs warmup_steps >= 0, grad_clip > 0 and weight_decay >= 0")
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            raise ValueError(f"TrainConfig.time_limit_s must be None (no limit) or a number of seconds > 0, "
+                             f"got {self.time_limit_s!r}")
 
 
 # name → (model shape without the vocabulary, training config). Each finishes in minutes on its device.
@@ -88,7 +91,9 @@ def preset_for(device: torch.device, presets: Mapping[str, Any] = PRESETS) -> st
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Linear warmup to `lr`, then cosine decay to `min_lr` at the last step."""
+    """Linear warmup to `lr`, then cosine decay to `min_lr` at the last step (steps count from 0)."""
+    if not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be an int >= 0, got {step!r}")
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
@@ -175,6 +180,18 @@ def interrupt_notice(step: int, eval_steps: list[int], checkpoint: str | os.Path
     return f"interrupted at step {step}; {kept}"
 
 
+def _check_finite_loss(loss: float, step: int, config: TrainConfig, checkpoint: str | os.PathLike | None,
+                       history: History) -> None:
+    """Stop before a NaN or inf loss reaches the weights, saying where the last good state is."""
+    if math.isfinite(loss):
+        return
+    kept = (f"the checkpoint {checkpoint} holds step {history.eval_steps[-1]}" if checkpoint and history.eval_steps
+            else "no checkpoint was written yet")
+    raise FloatingPointError(f"the training loss became {loss} at step {step} (lr {lr_at(step, config):.2g}); the "
+                             f"weights were not updated with it and {kept}. Lower TrainConfig.lr or grad_clip, or "
+                             f"train in fp32 (bf16=False)")
+
+
 def _loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     logits = model(x)
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
@@ -197,6 +214,14 @@ def estimate_loss(model: nn.Module, corpus: CharCorpus, block_size: int, batch_s
         out[split] = sum(losses) / len(losses)
     model.train(was_training)
     return out
+
+
+def _describes(saved_config: object, config: GPTConfig) -> bool:
+    """Whether a checkpoint's model_config is `config`; fields added since it was saved take their defaults."""
+    try:
+        return type(config)(**saved_config) == config
+    except (TypeError, ValueError):
+        return False
 
 
 def _distributed() -> tuple[int, int]:
@@ -227,7 +252,7 @@ def train(model: TinyGPT, corpus: CharCorpus, config: TrainConfig, *, device: to
     history = History()
     if resume and checkpoint is not None and Path(checkpoint).exists():
         saved = load_checkpoint(checkpoint)
-        if saved["meta"].get("model_config") != model.config.to_dict():
+        if not _describes(saved["meta"].get("model_config"), model.config):
             raise ValueError(f"{checkpoint} holds a model with config {saved['meta'].get('model_config')}, "
                              f"not {model.config.to_dict()}")
         restore_model(model, saved)
@@ -267,11 +292,13 @@ def train(model: TinyGPT, corpus: CharCorpus, config: TrainConfig, *, device: to
             with autocast(device, config.bf16):
                 loss = _loss(net, x, y)
             loss.backward()
-            optimizer_step(model, optimizer, lr_at(step, config), config.grad_clip)
             step_loss = loss.detach()
             if world > 1:
                 dist.all_reduce(step_loss, op=dist.ReduceOp.AVG)
-            history.train_loss.append(step_loss.item())
+            step_value = step_loss.item()
+            _check_finite_loss(step_value, step, config, checkpoint, history)
+            optimizer_step(model, optimizer, lr_at(step, config), config.grad_clip)
+            history.train_loss.append(step_value)
             history.step += 1
             elapsed = time.perf_counter() - start
             history.tokens_per_s = (history.step - start_step) * config.batch_size * block_size / elapsed
@@ -360,7 +387,7 @@ def cli() -> None:
     """`python -m labkit.train`: main(), with a bad input reported in one line instead of a traceback."""
     try:
         main()
-    except (ValueError, FileNotFoundError, MemoryError) as error:
+    except (ValueError, FileNotFoundError, MemoryError, FloatingPointError) as error:
         sys.exit(f"labkit.train: error: {error}")
 
 

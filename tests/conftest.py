@@ -4,6 +4,9 @@ small character model for the sampling and generation views."""
 from __future__ import annotations
 
 import os
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,23 @@ def char_model(char_tokenizer):
         for p in model.parameters():
             p.mul_(4.0)
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def silent_hub() -> Iterator[str]:
+    """The URL of a hub that accepts every connection and never answers: the slow hub that must not hang the lab."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:  # closed at teardown
+                return
+
+    threading.Thread(target=accept, name="silent-hub", daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+    for conn in held:
+        conn.close()

@@ -2,9 +2,9 @@
 
 import collections
 import hashlib
+import http.server
 import os
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -207,15 +207,41 @@ def test_a_raising_hub_check_means_offline(monkeypatch):
     assert data.hub_available() is False
 
 
-def test_hub_reachable_opens_a_socket(monkeypatch):
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
-        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-        assert data.hub_reachable(timeout=1.0) is True
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")  # closed now
-    assert data.hub_reachable(timeout=1.0) is False
+def test_hub_reachable_needs_an_answer_not_just_a_connection(monkeypatch, silent_hub):
+    monkeypatch.setenv("HF_ENDPOINT", silent_hub)  # accepts, never answers
+    start = time.perf_counter()
+    assert data.hub_reachable(timeout=0.5) is False
+    assert time.perf_counter() - start < 2.0
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    try:
+        assert data.hub_reachable(timeout=2.0) is True  # an error status is still an answer
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert data.hub_reachable(timeout=1.0) is False  # closed now: refused
+
+
+def test_a_silent_hub_is_given_up_on_within_the_bound(monkeypatch, silent_hub):
+    monkeypatch.setenv("HF_ENDPOINT", silent_hub)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("LABKIT_DATA", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="cannot be reached"):
+        load_data("sst2")
+    assert time.perf_counter() - start < data.HUB_TIMEOUT_S + 1.5
 
 
 @pytest.mark.parametrize("name", ["shakespeare", "SST-2", "", None])

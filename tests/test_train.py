@@ -58,6 +58,13 @@ def test_smoke_preset_learns_characters(corpus: CharCorpus) -> None:
     assert history.eval_val[-1] < 2.7  # well below the 3.3 of character frequencies alone
 
 
+def test_the_same_seed_gives_the_same_loss_curve_twice(corpus: CharCorpus) -> None:
+    runs = [train(_model(corpus, seed=7), corpus, replace(SHORT, seed=3), progress=False) for _ in range(2)]
+    assert runs[0].train_loss == runs[1].train_loss and runs[0].eval_val == runs[1].eval_val  # bit for bit
+    other = train(_model(corpus, seed=8), corpus, replace(SHORT, seed=3), progress=False)
+    assert other.train_loss != runs[0].train_loss  # the seed matters: the test can tell runs apart
+
+
 def test_checkpoint_resume_reproduces_the_uninterrupted_curve(corpus: CharCorpus, tmp_path: Path) -> None:
     straight = train(_model(corpus), corpus, SHORT, progress=False)
 
@@ -77,22 +84,33 @@ def test_checkpoint_resume_reproduces_the_uninterrupted_curve(corpus: CharCorpus
     assert resumed.eval_val == pytest.approx(straight.eval_val, abs=1e-5)
 
 
-def test_interrupt_inside_a_step_keeps_the_last_checkpoint(corpus: CharCorpus, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("interrupt_at", [5, 24, 37])
+def test_interrupt_inside_a_step_keeps_the_last_checkpoint_and_resumes_the_same_curve(
+        corpus: CharCorpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupt_at: int) -> None:
+    straight = train(_model(corpus), corpus, SHORT, progress=False)
     path = tmp_path / "run.safetensors"
     real_generator = labkit.train.batch_generator
 
     def generator_then_interrupt(seed: int, step: int) -> torch.Generator:
-        if step == 24:  # inside the 25th step, after the step-20 checkpoint
+        if step == interrupt_at:  # Ctrl-C inside this step, before its forward pass
             raise KeyboardInterrupt
         return real_generator(seed, step)
 
     monkeypatch.setattr(labkit.train, "batch_generator", generator_then_interrupt)
     history = train(_model(corpus), corpus, SHORT, checkpoint=path, progress=False)
-    assert history.interrupted and history.step == 24
-    assert load_checkpoint(path)["meta"]["history"]["step"] == 20
-    model, tokenizer = load_trained(path)
-    assert tokenizer.chars == corpus.tokenizer.chars and not model.training
+    assert history.interrupted and history.step == interrupt_at
+    last_eval = interrupt_at // SHORT.eval_every * SHORT.eval_every
+    assert _checkpoint_step(path) == last_eval  # 0: none written yet, and the resumed run starts afresh
+    if last_eval:
+        model, tokenizer = load_trained(path)
+        assert tokenizer.chars == corpus.tokenizer.chars and not model.training
+
+    monkeypatch.setattr(labkit.train, "batch_generator", real_generator)
+    # with a checkpoint, other initial weights prove the weights come from it; without one, the rerun starts afresh
+    fresh = _model(corpus, seed=99 if last_eval else 0)
+    resumed = train(fresh, corpus, SHORT, checkpoint=path, resume=True, progress=False)
+    assert resumed.train_loss == pytest.approx(straight.train_loss, abs=1e-5)
+    assert resumed.eval_val == pytest.approx(straight.eval_val, abs=1e-5)
 
 
 def _checkpoint_step(path: Path) -> int:

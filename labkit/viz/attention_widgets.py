@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import torch
 from torch import Tensor
 
+from labkit.validate import check_positive_int
 from labkit.viz.figures import heatmap, to_numpy
 from labkit.viz.view import WidgetView
 
@@ -28,8 +29,8 @@ def softmax_saturation(d_k: int, n_keys: int = 8, seed: int = 0) -> dict[str, np
     q and the keys have unit-variance entries, so the raw dot products have standard deviation √d_k.
     Returns the raw scores and both rows of weights, each of shape (n_keys,).
     """
-    if not isinstance(d_k, int) or d_k < 1:
-        raise ValueError(f"d_k must be a positive int, got {d_k!r}")
+    check_positive_int("d_k", d_k)
+    check_positive_int("n_keys", n_keys)
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(d_k, generator=gen)
     keys = torch.randn(n_keys, d_k, generator=gen)
@@ -86,6 +87,9 @@ class AttentionHeatmapWidget(WidgetView):
             w = w[None]
         if w.ndim != 3:
             raise ValueError(f"weights must be (heads, seq_q, seq_k) or (seq_q, seq_k), got shape {w.shape}")
+        if not np.isfinite(w).all():
+            raise ValueError(f"weights hold {int((~np.isfinite(w)).sum())} NaN or inf value(s): attention weights are "
+                             f"probabilities (was a row fully masked?)")
         tokens_k = tokens_q if tokens_k is None else tokens_k
         if (len(tokens_q), len(tokens_k)) != w.shape[1:]:
             raise ValueError(f"{len(tokens_q)} query and {len(tokens_k)} key tokens do not match weights of "

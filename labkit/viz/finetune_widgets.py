@@ -24,6 +24,9 @@ ENTITY_COLOURS = {"PER": "#fed7d7", "ORG": "#c6f6d5", "LOC": "#bee3f8", "MISC": 
 
 def confusion_figure(matrix: Tensor, label_names: Sequence[str], title: str = "confusion matrix") -> go.Figure:
     """A heatmap of counts (n, n): rows the true class, columns the predicted one, each cell labelled."""
+    n = len(label_names)
+    if tuple(matrix.shape) != (n, n):
+        raise ValueError(f"matrix must be (n, n) with n = len(label_names) = {n}, got shape {tuple(matrix.shape)}")
     counts = matrix.tolist()
     fig = go.Figure(go.Heatmap(z=counts, x=list(label_names), y=list(label_names), colorscale="Blues",
                                text=counts, texttemplate="%{text}", showscale=False,
@@ -39,6 +42,9 @@ def entity_spans(tagged: Sequence[tuple[str, str | None]]) -> list[tuple[str, st
     spans: list[tuple[str, str | None]] = []
     inside = None
     for word, tag in tagged:
+        if not isinstance(word, str) or not (tag is None or isinstance(tag, str)):
+            raise TypeError(f"tagged must hold (word, tag) pairs of strings (tag None for plain text), got "
+                            f"{(word, tag)!r}")
         kind = tag[2:] if tag and tag[:2] in ("B-", "I-") else None
         if kind is not None and tag.startswith("I-") and kind == inside:
             spans[-1] = (f"{spans[-1][0]} {word}", kind)
