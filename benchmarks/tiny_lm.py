@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/tiny_lm.py                 # the preset for this device, 5 minutes per model
     .venv/bin/python benchmarks/tiny_lm.py --minutes 1 --preset smoke
+    .venv/bin/python benchmarks/tiny_lm.py --positions learned rope   # one labkit row per position scheme
 
 (1) labkit's TinyGPT on its fast path: pre-LN blocks, fused SDPA attention, bf16 autocast on CUDA.
 (2) The baseline: the classic `nn.TransformerEncoder` language model (post-LN, ReLU, sinusoidal positions, an
@@ -29,7 +30,7 @@ from torch import Tensor, nn
 from labkit.corpus import CharCorpus
 from labkit.data import load_data
 from labkit.device import describe_device, pick_device, set_seed
-from labkit.models import GPTConfig, TinyGPT
+from labkit.models import POSITIONS, GPTConfig, TinyGPT
 from labkit.positional import sinusoidal_table
 from labkit.train import PRESETS, TrainConfig, preset_for, train
 
@@ -127,6 +128,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0, help="wall-time budget per model")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between validation estimates")
     parser.add_argument("--skip-baseline", action="store_true", help="train labkit's model only")
+    parser.add_argument("--positions", nargs="+", choices=POSITIONS, default=["learned"],
+                        help="labkit's position scheme(s), one row each (default: learned, the presets')")
     args = parser.parse_args()
 
     device = pick_device(args.device)
@@ -141,34 +144,36 @@ def main() -> None:
           f"{torch.get_num_threads()} CPU threads", flush=True)
 
     results = []
-    set_seed(config.seed)
-    results.append(run("labkit TinyGPT (fast path)", TinyGPT(gpt_config), corpus, config, device))
+    for position in args.positions:
+        set_seed(config.seed)
+        results.append(run(f"labkit TinyGPT, {position} (fast path)", TinyGPT(replace(gpt_config, position=position)),
+                           corpus, config, device))
     if not args.skip_baseline:
         set_seed(config.seed)
         baseline = ClassicTransformerLM(replace(gpt_config, dropout=0.0))
         results.append(run("baseline (classic, naive, fp32)", baseline, corpus, replace(config, bf16=False),
                            device))
 
-    print(f"\n{'model':34} {'steps':>6} {'tokens/s':>10} {'t(val≤1.89)':>12} {'val at end':>11} {'wall s':>8}"
+    print(f"\n{'model':40} {'steps':>6} {'tokens/s':>10} {'t(val≤1.89)':>12} {'val at end':>11} {'wall s':>8}"
           f"{'  MFU' if device.type == 'cuda' else ''}")
     for r in results:
         reached = f"{r['reached'][0]:.1f} s" if r["reached"] else "—"
         mfu = f"  {r['mfu']:.1%}" if r["mfu"] is not None else ""
-        print(f"{r['name']:34} {r['steps']:>6} {r['tokens_per_s']:>10,.0f} {reached:>12} {r['val']:>11.4f} "
+        print(f"{r['name']:40} {r['steps']:>6} {r['tokens_per_s']:>10,.0f} {reached:>12} {r['val']:>11.4f} "
               f"{r['wall']:>8.1f}{mfu}")
-    ours = results[0]
-    print(f"\ntarget val ≤ {TARGET_VAL} within {args.minutes:g} min: {'met' if ours['val'] <= TARGET_VAL else 'NOT met'}"
-          f" ({ours['val']:.4f} after {ours['wall']:.0f} s)")
-    if len(results) == 2:
-        base = results[1]
+    base = None if args.skip_baseline else results[-1]
+    for ours in results[:len(args.positions)]:
+        print(f"\n{ours['name']}: target val ≤ {TARGET_VAL} within {args.minutes:g} min: "
+              f"{'met' if ours['val'] <= TARGET_VAL else 'NOT met'} ({ours['val']:.4f} after {ours['wall']:.0f} s)")
+        if base is None:
+            continue
         if ours["reached"] and base["reached"]:
             ratio = ours["reached"][0] / base["reached"][0]
             print(f"time to {MILESTONE_VAL}: labkit / baseline = {ratio:.2f} (target ≤ {MAX_TIME_RATIO}: "
                   f"{'met' if ratio <= MAX_TIME_RATIO else 'NOT met'})")
         else:
             print(f"time to {MILESTONE_VAL}: not reached by " + " and ".join(
-                r["name"] for r in results if not r["reached"]))
-
+                r["name"] for r in (ours, base) if not r["reached"]))
 
 if __name__ == "__main__":
     main()

@@ -120,7 +120,8 @@ class TinyGPT(nn.Module):
             raise ValueError(f"idx must be (batch, seq) token ids of dtype long, got shape {tuple(idx.shape)} "
                              f"and dtype {idx.dtype}")
         self.check_length(idx.shape[1])
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
+        if not torch.compiler.is_compiling() and idx.numel() and (int(idx.min()) < 0
+                                                                 or int(idx.max()) >= self.config.vocab_size):
             raise ValueError(f"idx holds token ids from {int(idx.min())} to {int(idx.max())}, outside the vocabulary "
                              f"0..{self.config.vocab_size - 1} (encoded with another tokenizer?)")
         x = self.drop(self.pos_emb(self.token_emb(idx)))  # (batch, seq, d_model)

@@ -143,7 +143,24 @@ def test_export_writes_a_self_contained_html_file(view, tmp_path) -> None:
     assert "layer 0, head 0" in text  # the caption becomes the exported figure's title
     assert "exported to" in view.message.value
     assert view.export(tmp_path / "head.gif") is None
-    assert "must end in .html" in view.message.value
+    assert "must end in .html, .png or .svg" in view.message.value
+
+
+def test_export_draws_png_and_svg_images(view, tmp_path) -> None:
+    png = view.export(tmp_path / "head.png")
+    assert png is not None, view.message.value
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1400, 1000)  # plotly's default 700 × the figure's 500, at scale 2
+    svg = view.export(tmp_path / "head.svg").read_text()
+    assert svg.startswith("<svg") and "layer 0, head 0" in svg and ">cat<" in svg  # title and token labels drawn
+
+
+def test_image_export_without_a_browser_says_what_is_missing(view, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-such-chromium"))
+    assert view.export(tmp_path / "head.png") is None
+    assert "needs Chrome or Chromium" in view.message.value and ".html export works without it" in view.message.value
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -158,11 +158,11 @@ def write_notebook(folder: Path, name: str, *sources: str) -> str:
     return name
 
 
-EXPLORER_CELLS = (
-    "import torch\nfrom labkit.viz.attention_explorer import AttentionExplorer",
-    "torch.manual_seed(0)\nattn = torch.randn(6, 12, 64, 64).softmax(-1)  # 6 layers × 12 heads × 64 tokens\n"
-    "explorer = AttentionExplorer(attn, [f'w{i}' for i in range(64)])\nexplorer",
-)
+def explorer_cells(tokens: int) -> tuple[str, str]:
+    """A notebook that shows the explorer on random attention: 6 layers × 12 heads × `tokens` tokens, all drawn."""
+    return ("import torch\nfrom labkit.viz.attention_explorer import AttentionExplorer",
+            f"torch.manual_seed(0)\nattn = torch.randn(6, 12, {tokens}, {tokens}).softmax(-1)\n"
+            f"explorer = AttentionExplorer(attn, [f'w{{i}}' for i in range({tokens})], max_tokens={tokens})\nexplorer")
 
 
 def heatmap_href(page) -> str:
@@ -186,14 +186,15 @@ def redraw_ms(page, move) -> float:
     return page.evaluate("() => window.__labkitRedrawn - window.__labkitStart")
 
 
-def test_the_attention_explorer_redraws_when_its_sliders_move(lab, browser) -> None:
+@pytest.mark.parametrize("tokens", [64, 128])
+def test_the_attention_explorer_redraws_when_its_sliders_move(lab, browser, tokens: int) -> None:
     url, served = lab
-    notebook = Notebook(browser, url, write_notebook(served, "explorer.ipynb", *EXPLORER_CELLS))
+    notebook = Notebook(browser, url, write_notebook(served, f"explorer-{tokens}.ipynb", *explorer_cells(tokens)))
     notebook.run_all()
     page = notebook.page
     page.wait_for_selector(".js-plotly-plot g.hm image", timeout=60_000)
     assert not notebook.cell_errors()
-    notebook.screenshot("explorer-first-draw")
+    notebook.screenshot(f"explorer-{tokens}-first-draw")
     first = heatmap_href(page)
 
     head = page.locator(".widget-slider", has=page.locator("label", has_text="head")).first
@@ -219,8 +220,8 @@ def test_the_attention_explorer_redraws_when_its_sliders_move(lab, browser) -> N
     mouse = redraw_ms(page, drag)
     assert heatmap_href(page) != before
     assert "layer 0" not in caption.text_content()
-    notebook.screenshot("explorer-after-sliders")
-    print(f"\nslider → redraw in the browser, 6 layers × 12 heads × 64 tokens: keyboard "
+    notebook.screenshot(f"explorer-{tokens}-after-sliders")
+    print(f"\nslider → redraw in the browser, 6 layers × 12 heads × {tokens} tokens: keyboard "
           f"{sorted(keyboard)[len(keyboard) // 2]:.0f} ms (median of {len(keyboard)}), mouse drag {mouse:.0f} ms")
     assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"
 

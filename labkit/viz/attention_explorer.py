@@ -10,7 +10,7 @@ model (bertviz writes all of it: megabytes).
 Controls: layer and head sliders; how to combine heads ("one head", "mean", "max" or "rollout"); which query tokens
 to show (several at once, none = all); a difference to a reference attention (e.g. before fine-tuning); a slider over
 checkpoints of a training run; a window over sequences longer than `max_tokens`; export of the heatmap to a
-self-contained HTML file (the camera button of the figure's toolbar saves a PNG). As in the other views, setting a
+self-contained HTML file, a PNG or an SVG (by the name's ending). As in the other views, setting a
 control from Python (`explorer.layer.value = 3`) redraws through plain methods, so tests need no browser, and bad
 input is shown in `message`, never raised. Cross-attention is drawn whole (no window), its heads combine by mean or
 max (rollout chains self-attention maps), and its statistics are `CROSS_STATISTICS` (no distance, no [CLS] / [SEP]).
@@ -31,6 +31,7 @@ from torch import Tensor
 from labkit.attention_stats import (AGGREGATIONS, CROSS_AGGREGATIONS, CROSS_STATISTICS, STATISTICS,
                                     aggregate_heads, check_index, head_statistics, stack_attentions)
 from labkit.validate import check_positive_int
+from labkit.viz.figures import IMAGE_FORMATS, save_image
 from labkit.viz.view import WidgetView, error_html
 
 __all__ = ["AttentionExplorer"]
@@ -250,15 +251,21 @@ class AttentionExplorer(WidgetView):
     # ------------------------------------------------------------------------------------------------- export
 
     def export(self, path: str | Path) -> Path | None:
-        """Write the heatmap as it is now to `path`, an .html file that holds plotly.js and opens offline.
-        Returns the path; bad input is shown in `message` and returns None."""
+        """Write the heatmap as it is now to `path`: an .html file that holds plotly.js and opens offline, or a .png
+        or .svg image (`labkit.viz.figures.save_image`, kaleido). Returns the path; bad input is shown in `message`
+        and returns None."""
         path = Path(path)
         try:
-            if path.suffix.lower() != ".html":
-                raise ValueError(f"export to {path.name!r}: the file must end in .html")
+            suffix = path.suffix.lower()
+            if suffix not in (".html", *IMAGE_FORMATS):
+                raise ValueError(f"export to {path.name!r}: the file must end in .html, "
+                                 f"{' or '.join(IMAGE_FORMATS)}")
             figure = go.Figure(self.figure)
             figure.update_layout(title=self.shown_title, margin_t=60)
-            figure.write_html(path, include_plotlyjs=True, full_html=True)
+            if suffix == ".html":
+                figure.write_html(path, include_plotlyjs=True, full_html=True)
+            else:
+                save_image(figure, path)
         except (ValueError, OSError) as error:
             self.message.value = error_html(error)
             return None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
 
-__all__ = ["to_numpy", "heatmap", "table_heatmap", "mask_heatmap", "line_plot"]
+__all__ = ["to_numpy", "heatmap", "table_heatmap", "mask_heatmap", "line_plot", "IMAGE_FORMATS", "save_image"]
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence
 
@@ -95,3 +97,30 @@ def line_plot(
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=height,
                       margin=dict(l=60, r=20, t=50, b=50))
     return fig
+
+
+IMAGE_FORMATS = (".png", ".svg")
+# Kaleido draws static images in a headless Chrome or Chromium; where it has none of its own, it takes the one named by
+# BROWSER_PATH. labkit points that at Debian's chromium (or LABKIT_CHROMIUM), the browser the lab's tests use.
+_CHROMIUM = os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium")
+
+
+def save_image(figure: go.Figure, path: str | os.PathLike) -> Path:
+    """Write `figure` to a .png (at twice its size, for sharp text) or an .svg file, with kaleido."""
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_FORMATS:
+        raise ValueError(f"an image must end in {' or '.join(IMAGE_FORMATS)}, got {path.name!r}")
+    try:
+        import kaleido  # noqa: F401  (plotly's write_image needs it)
+    except ImportError as err:
+        raise ValueError("PNG and SVG export need the kaleido package (pip install kaleido); .html works "
+                         "without it") from err
+    if not os.environ.get("BROWSER_PATH") and Path(_CHROMIUM).exists():
+        os.environ["BROWSER_PATH"] = _CHROMIUM
+    try:
+        figure.write_image(path, format=path.suffix[1:].lower(), scale=2 if path.suffix.lower() == ".png" else 1)
+    except (RuntimeError, OSError) as err:  # kaleido found no browser, or it failed to start
+        raise ValueError(f"kaleido could not draw {path.name} ({type(err).__name__}: {err}); it needs Chrome or "
+                         f"Chromium: install one, or set LABKIT_CHROMIUM to its path. .html export works without "
+                         f"it") from err
+    return path
