@@ -413,13 +413,10 @@ def speed_probe(seconds: float = 1.0) -> float:
         raise ValueError(f"seconds must be a number in (0, 10], got {seconds!r}")
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            return _fastest_step(seconds) * 1000
-    finally:
-        torch.set_num_threads(threads)
+    from labkit.device import one_cpu_thread
+
+    with one_cpu_thread(), torch.random.fork_rng(devices=[]):
+        return _fastest_step(seconds) * 1000
 
 
 def _fastest_step(seconds: float) -> float:

@@ -24,7 +24,7 @@ from labkit.blocks import EncoderBlock
 from labkit.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
 from labkit.validate import check_positive_int
 
-__all__ = ["POSITIONS", "FORMULA_LENGTH_FACTOR", "SINUSOIDAL_SCALE", "GPTConfig", "TinyGPT", "BertConfig",
+__all__ = ["POSITIONS", "check_position", "FORMULA_LENGTH_FACTOR", "SINUSOIDAL_SCALE", "GPTConfig", "TinyGPT", "BertConfig",
            "TinyBERT", "MaskedLMHead", "NSPHead"]
 
 # Where a TinyGPT gets its sense of order: nothing, a vector added to each token (sinusoidal, learned), or inside
@@ -35,6 +35,12 @@ FORMULA_LENGTH_FACTOR = 16
 # The sinusoidal table's entries reach ±1 (RMS 1/√2); this scale gives them RMS 0.02, the size of the learned
 # table and the token embeddings at initialisation, so that positions do not drown the tokens.
 SINUSOIDAL_SCALE = 0.02 * math.sqrt(2)
+
+
+def check_position(name: str, position: object) -> None:
+    """Raise ValueError naming `name` unless `position` is one of POSITIONS."""
+    if position not in POSITIONS:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, POSITIONS))}, got {position!r}")
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,7 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must lie in [0, 1), got {self.dropout!r}")
-        if self.position not in POSITIONS:
-            raise ValueError(f"GPTConfig.position must be one of {', '.join(map(repr, POSITIONS))}, "
-                             f"got {self.position!r}")
+        check_position("GPTConfig.position", self.position)
         if self.position == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"GPTConfig.position='sinusoidal' pairs sin/cos dims, so d_model must be even, "
                              f"got {self.d_model}")

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from labkit.corpus import CharCorpus
 from labkit.device import pick_device, set_seed
-from labkit.models import POSITIONS, GPTConfig, TinyGPT
+from labkit.models import POSITIONS, GPTConfig, TinyGPT, check_position
 from labkit.train import History, TrainConfig, preset_for, train
 from labkit.validate import check_positive_int
 
@@ -45,11 +45,6 @@ WORKBENCH_PRESETS: dict[str, tuple[dict, TrainConfig]] = {
               TrainConfig(steps=150, batch_size=16, lr=4e-3, min_lr=3e-4, warmup_steps=15, eval_every=50,
                           eval_batches=4)),
 }
-
-
-def _check_position(position: object) -> None:
-    if position not in POSITIONS:
-        raise ValueError(f"position must be one of {', '.join(map(repr, POSITIONS))}, got {position!r}")
 
 
 @dataclass
@@ -73,7 +68,7 @@ def train_variant(position: str, corpus: CharCorpus, preset: str | None = None, 
                   progress: bool = True) -> VariantRun:
     """Train a TinyGPT with `GPTConfig.position = position` on `corpus` under `presets[preset]` (default: the
     preset for the device, "smoke" under LABKIT_FAST=1). Same shape, seed, batches and steps for every position."""
-    _check_position(position)
+    check_position("position", position)
     device = device or pick_device()
     preset = preset or preset_for(device, presets)
     if preset not in presets:
@@ -166,7 +161,7 @@ def compare_positions(corpus: CharCorpus, preset: str | None = None, positions: 
                       progress: bool = True) -> dict[str, VariantResult]:
     """Train and measure every position scheme in `positions` under one preset: position → VariantResult."""
     for position in positions:
-        _check_position(position)
+        check_position("position", position)
     factors = _check_factors(factors)
     results = {}
     for position in positions:

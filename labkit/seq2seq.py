@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from labkit.blocks import DecoderBlock, EncoderBlock
+from labkit.device import one_cpu_thread
 from labkit.positional import SinusoidalPositionalEncoding
 from labkit.train import History, TrainConfig, batch_generator, lr_at, make_optimizer, optimizer_step
 from labkit.translation_data import (BOS_ID, EOS_ID, PAD_ID, Pair, TranslationData, Vocab, bleu, collate,
@@ -40,7 +41,7 @@ from labkit.validate import check_positive_int
 
 __all__ = ["Seq2SeqConfig", "EncoderDecoder", "Seq2SeqPreset", "SEQ2SEQ_PRESETS", "shift_right",
            "teacher_forcing_loss", "greedy_decode", "Hypothesis", "beam_search", "length_normalised",
-           "sequence_log_prob", "cross_attention", "encode_source", "one_cpu_thread", "estimate_losses",
+           "sequence_log_prob", "cross_attention", "encode_source", "estimate_losses",
            "train_seq2seq", "Scores", "evaluate"]
 
 
@@ -329,22 +330,6 @@ def encode_source(text: str, source: Vocab, device: torch.device | str | None = 
 
 
 # ----------------------------------------------------------------------------- training
-
-
-@contextmanager
-def one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """On the CPU, run torch on one thread for the duration. This model's matrices are so small that splitting an
-    operation across threads costs more than it saves, and on a busy machine (other processes on the same cores)
-    threads that wait for each other make a step many times slower (measured: 5 ms → 300 ms per smoke step)."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from labkit.device import describe_device, pick_device, set_seed
+from labkit.device import describe_device, one_cpu_thread, pick_device, set_seed
 
 
 @pytest.fixture(autouse=True)
@@ -101,3 +101,20 @@ def test_set_seed_accepts_large_seeds():
 def test_set_seed_rejects_bad_seeds(seed):
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         set_seed(seed)
+
+
+def test_one_cpu_thread_runs_on_one_thread_and_puts_the_count_back() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with one_cpu_thread(torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), one_cpu_thread("cpu"):  # also after an error inside
+            raise RuntimeError
+        assert torch.get_num_threads() == 2
+        with one_cpu_thread(torch.device("meta")):  # not the CPU: left alone
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+

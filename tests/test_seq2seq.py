@@ -8,10 +8,11 @@ import itertools
 import pytest
 import torch
 
-from labkit.seq2seq import (SEQ2SEQ_PRESETS, EncoderDecoder, Seq2SeqConfig, beam_search, cross_attention,
-                            encode_source, evaluate, greedy_decode, length_normalised, one_cpu_thread,
-                            sequence_log_prob, shift_right, teacher_forcing_loss, train_seq2seq)
+from labkit.device import one_cpu_thread
 from labkit.masks import padding_mask
+from labkit.seq2seq import (SEQ2SEQ_PRESETS, EncoderDecoder, Seq2SeqConfig, beam_search, cross_attention,
+                            encode_source, evaluate, greedy_decode, length_normalised, sequence_log_prob,
+                            shift_right, teacher_forcing_loss, train_seq2seq)
 from labkit.train import History, TrainConfig, preset_for
 from labkit.translation_data import BOS_ID, EOS_ID, PAD_ID, collate, make_date_translation
 from labkit.viz.training import LossPlot
@@ -317,13 +318,6 @@ def test_presets_follow_fast_mode(monkeypatch) -> None:
     for preset in SEQ2SEQ_PRESETS.values():
         Seq2SeqConfig(80, 15, **preset.shape)  # every shape is a valid config
         assert isinstance(preset.train, TrainConfig)
-
-
-def test_one_cpu_thread_puts_the_thread_count_back() -> None:
-    before = torch.get_num_threads()
-    with one_cpu_thread(torch.device("cpu")):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
 
 
 def test_a_padded_target_has_the_loss_of_the_unpadded_one(model) -> None:
