@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "describe_device", "available_memory", "set_seed", "one_cpu_thread"]
+__all__ = ["pick_device", "describe_device", "bf16_is_fast", "available_memory", "set_seed", "one_cpu_thread"]
 
 _KNOWN = ("cuda", "mps", "cpu")
 
@@ -44,6 +44,18 @@ def describe_device(device: torch.device) -> str:
     if device.type == "mps":
         return "mps (Apple GPU)"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def bf16_is_fast(device: torch.device | str) -> bool:
+    """Whether `device` multiplies bfloat16 matrices in hardware, so that bf16 autocast makes training faster: a CUDA
+    GPU that supports bf16 (Ampere and later), or a CPU with AVX-512 BF16 or AMX (recent Xeons and EPYCs; about 2×
+    faster fine-tuning steps there than float32). Elsewhere bf16 would be emulated, slower than float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
 
 
 def available_memory(device: torch.device) -> int | None:

@@ -6,6 +6,7 @@
   `DataLoader(dataset, batch_size=..., collate_fn=data_collator(tokenizer, task))`.
 - Word-level tags reach the word pieces through `align_labels`: the first piece of a word carries the word's tag,
   later pieces and special tokens carry -100, the index `F.cross_entropy` ignores.
+  `encode_tagged(..., with_shapes=True)` also records each token's word shape, for `labkit.word_shape`'s tagger.
 - `MultiTaskModel` puts a sentence head (on the first, [CLS] hidden state) and a token head (on every hidden state)
   on one shared encoder; `multitask_loss` sums the two heads' weighted losses for a mixed step.
 - Metrics: `accuracy`, `confusion_matrix`, and entity-level precision / recall / F1 with seqeval (`entity_scores`,
@@ -28,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from labkit.device import bf16_is_fast
 from labkit.validate import check_positive_int
+from labkit.word_shape import ShapeAwareTagger, shape_ids
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -137,10 +140,11 @@ def _warn_truncated(encoded: Any, max_len: int, what: str) -> None:
                       f"were truncated; {what}", stacklevel=3)
 
 
-def _to_dataset(encoded: Any, labels: list, label_feature: Any) -> Dataset:
+def _to_dataset(encoded: Any, labels: list, label_feature: Any, extra: dict[str, list] | None = None) -> Dataset:
     from datasets import Dataset, Features, List, Value
 
     columns = {key: encoded[key] for key in ("input_ids", "token_type_ids", "attention_mask") if key in encoded}
+    columns |= extra or {}
     features = Features({key: List(Value("int64")) for key in columns} | {"labels": label_feature})
     return Dataset.from_dict({**columns, "labels": labels}, features=features)
 
@@ -170,10 +174,12 @@ def encode_sentences(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str
 
 
 def encode_tagged(tokenizer: PreTrainedTokenizerBase, token_lists: Sequence[Sequence[str]],
-                  tag_lists: Sequence[Sequence[int]], max_len: int, label_names: Sequence[str]) -> Dataset:
+                  tag_lists: Sequence[Sequence[int]], max_len: int, label_names: Sequence[str], *,
+                  with_shapes: bool = False) -> Dataset:
     """Tokenize one-tag-per-word data (e.g. CoNLL-2003) into a Dataset: input_ids, attention_mask, labels.
 
     labels: (seq,) per example, aligned by `align_labels` (-100 on specials and on non-first sub-tokens).
+    with_shapes: also a shape_ids column, each token's word shape (`labkit.word_shape`), for `ShapeAwareTagger`.
     Examples longer than max_len tokens are truncated, with one warning counting them; their cut words get no label.
     """
     from datasets import List, Value
@@ -198,21 +204,39 @@ def encode_tagged(tokenizer: PreTrainedTokenizerBase, token_lists: Sequence[Sequ
     encoded = tokenizer(token_lists, is_split_into_words=True, truncation=True, max_length=max_len)
     _warn_truncated(encoded, max_len, "their words past the cut get no label")
     labels = [align_labels(encoded.word_ids(i), tags) for i, tags in enumerate(tag_lists)]
-    return _to_dataset(encoded, labels, List(Value("int64")))
+    extra = None
+    if with_shapes:
+        extra = {"shape_ids": [shape_ids(encoded.word_ids(i), words) for i, words in enumerate(token_lists)]}
+    return _to_dataset(encoded, labels, List(Value("int64")), extra)
 
 
 def data_collator(tokenizer: PreTrainedTokenizerBase, task: str) -> Callable[[list[dict]], dict[str, Tensor]]:
     """The Hugging Face collator that pads a list of encoded rows into a batch of tensors (batch, seq).
 
     task "sentence": `DataCollatorWithPadding`; task "token": `DataCollatorForTokenClassification` (pads labels
-    with -100).
+    with -100), and shape_ids, where the rows have them, with 0 ("special").
     """
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
     _check_task(task)
     if task == "sentence":
         return DataCollatorWithPadding(tokenizer)
-    return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
+    pad_tokens = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
+
+    def collate(rows: list[dict]) -> dict[str, Tensor]:
+        if not rows or "shape_ids" not in rows[0]:
+            return pad_tokens(rows)
+        shapes = [torch.as_tensor(row["shape_ids"]) for row in rows]
+        batch = pad_tokens([{k: v for k, v in row.items() if k != "shape_ids"} for row in rows])
+        padded = torch.zeros_like(batch["input_ids"])
+        for i, row_shapes in enumerate(shapes):  # padding on the tokenizer's side, as for the tokens
+            if tokenizer.padding_side == "left":
+                padded[i, padded.shape[1] - len(row_shapes):] = row_shapes
+            else:
+                padded[i, :len(row_shapes)] = row_shapes
+        return batch | {"shape_ids": padded}
+
+    return collate
 
 
 # ---------------------------------------------------------------------------------------------- multi-task model
@@ -437,22 +461,26 @@ def predict_entities(model: nn.Module, tokenizer: PreTrainedTokenizerBase, text:
                      *, task: str | None = None) -> list[tuple[str, str | None]]:
     """(word, tag) for each whitespace-separated word, the tag read off the word's first sub-token.
 
-    model: logits (1, seq, n_tags), or `.logits`; task is passed on when given (task="token" for `MultiTaskModel`).
+    model: logits (1, seq, n_tags), or `.logits`; task is passed on when given (task="token" for `MultiTaskModel`);
+    a `ShapeAwareTagger` also gets the words' shapes.
     A word the tokenizer drops entirely (e.g. a lone control character) gets the tag None.
     """
     _check_text("text", text)
     _check_label_names(label_names)
     _check_fast(tokenizer)
     words = text.split()
-    inputs = tokenizer(words, is_split_into_words=True, truncation=True, return_tensors="pt")
-    if inputs.encodings[0].overflowing:
+    encoding = tokenizer(words, is_split_into_words=True, truncation=True, return_tensors="pt")
+    if encoding.encodings[0].overflowing:
         raise ValueError(f"text is longer than the tokenizer's {tokenizer.model_max_length} tokens, so its last "
                          f"words would get no tag; expected a shorter text (split it into sentences)")
-    logits = _logits(model, dict(inputs), task)
+    word_ids, inputs = encoding.word_ids(0), dict(encoding)
+    if isinstance(model, ShapeAwareTagger):  # it reads each word's case beside the (lower-cased) tokens
+        inputs["shape_ids"] = torch.tensor([shape_ids(word_ids, words)])
+    logits = _logits(model, inputs, task)
     _check_n_labels(logits, label_names)
     predicted = logits[0].argmax(-1).tolist()
     first_piece: dict[int, int] = {}
-    for position, word in enumerate(inputs.word_ids(0)):
+    for position, word in enumerate(word_ids):
         if word is not None:
             first_piece.setdefault(word, position)
     return [(word, label_names[predicted[first_piece[i]]] if i in first_piece else None)
@@ -513,13 +541,14 @@ def train_multitask(model: MultiTaskModel, sentence_data: Dataset, token_data: D
                     tokenizer: PreTrainedTokenizerBase, steps: int, *, batch_size: int = 32, lr: float = 1e-4,
                     weights: tuple[float, float] = (1.0, 1.0), seed: int = 0, progress: bool = True) -> list[dict]:
     """Train both heads and the shared encoder together: each step takes one batch of each task and steps AdamW on
-    `multitask_loss` (warm-up over 6% of the steps, then linear decay to 0, as `training_arguments`). Returns one
-    {"step", "sentence", "token"} loss record per step."""
+    `multitask_loss`, with `training_arguments`' recipe: warm-up over 6% of the steps, then linear decay to 0, fused
+    AdamW, bf16 autocast where `bf16_is_fast`. Returns one {"step", "sentence", "token"} loss record per step."""
     from tqdm.auto import tqdm
 
     check_positive_int("steps", steps)
     device = next(model.parameters()).device
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, fused=True)
+    bf16 = bf16_is_fast(device)
     warmup = max(1, round(0.06 * steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / (steps - warmup)))
@@ -534,7 +563,8 @@ def train_multitask(model: MultiTaskModel, sentence_data: Dataset, token_data: D
     for step in tqdm(range(steps), desc="multi-task", disable=not progress):
         sentence_batch = {k: v.to(device) for k, v in next(sentences).items()}
         token_batch = {k: v.to(device) for k, v in next(tokens).items()}
-        losses = multitask_loss(model, sentence_batch, token_batch, weights)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            losses = multitask_loss(model, sentence_batch, token_batch, weights)
         optimizer.zero_grad()
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

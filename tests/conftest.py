@@ -81,3 +81,22 @@ def silent_hub() -> Iterator[str]:
     server.close()
     for conn in held:
         conn.close()
+
+
+@pytest.fixture(scope="module")
+def packaged_models_only() -> Iterator[None]:
+    """Resolve models without asking the hub, for a module's tests: the packaged encoder (or a cached copy)
+    answers at once."""
+    import labkit.data
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(labkit.data, "hub_check", lambda: False)
+        yield
+
+
+@pytest.fixture(scope="module")
+def packaged_tokenizer(packaged_models_only):
+    """The packaged all-MiniLM-L6-v2's (uncased WordPiece) fast tokenizer."""
+    from labkit.assets import PACKAGED_ENCODER, load_tokenizer
+
+    return load_tokenizer(PACKAGED_ENCODER)

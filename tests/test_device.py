@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from labkit.device import describe_device, one_cpu_thread, pick_device, set_seed
+from labkit.device import bf16_is_fast, describe_device, one_cpu_thread, pick_device, set_seed
 
 
 @pytest.fixture(autouse=True)
@@ -118,3 +118,18 @@ def test_one_cpu_thread_runs_on_one_thread_and_puts_the_count_back() -> None:
     finally:
         torch.set_num_threads(before)
 
+
+def _cpu_flags() -> set[str]:
+    with open("/proc/cpuinfo") as f:
+        return set(next(line for line in f if line.startswith("flags")).split(":")[1].split())
+
+
+def test_bf16_is_fast_reads_the_cpu_flags(monkeypatch) -> None:
+    """The CPU's own flags (read here from /proc/cpuinfo) say whether it multiplies bf16: AVX-512 BF16 or AMX."""
+    assert bf16_is_fast("cpu") == bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    assert bf16_is_fast(torch.device("mps")) is False and bf16_is_fast("meta") is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert bf16_is_fast("cuda") is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert bf16_is_fast("cuda") is True

@@ -14,8 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers.modeling_outputs import TokenClassifierOutput
 
-import labkit.data as data
-from labkit.assets import PACKAGED_ENCODER, load_model, load_tokenizer
+from labkit.assets import PACKAGED_ENCODER, load_model
 from labkit.data import NER_TAGS, SST2_LABELS, load_data
 from labkit.finetune import (
     MultiTaskModel,
@@ -30,23 +29,19 @@ from labkit.finetune import (
     predict_entities,
     predict_sentence,
     token_predictions_to_tags,
+    train_multitask,
     trainer_metrics,
 )
 
 ROWS = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_hub():
-    """Resolve models without asking the hub: the packaged encoder (or a cached copy) answers at once."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(data, "hub_check", lambda: False)
-        yield
+pytestmark = pytest.mark.usefixtures("packaged_models_only")
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(PACKAGED_ENCODER)
+def tokenizer(packaged_tokenizer):
+    return packaged_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -306,6 +301,24 @@ def test_multitask_errors(multitask, encoder, batches):
         MultiTaskModel(encoder, 2, 0)
     with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 1\.0"):
         MultiTaskModel(encoder, 2, 9, dropout=1.0)
+
+
+def test_train_multitask_lowers_both_losses_and_repeats(encoder, sst2_encoded, conll_encoded, tokenizer):
+    """Both heads learn from the mixed steps, and the same seed gives the same losses."""
+
+    def run():
+        torch.manual_seed(0)
+        model = MultiTaskModel(copy.deepcopy(encoder), len(SST2_LABELS), len(NER_TAGS))
+        return train_multitask(model, sst2_encoded, conll_encoded, tokenizer, 24, batch_size=16, lr=2e-4,
+                               progress=False)
+
+    history = run()
+    assert [record["step"] for record in history] == list(range(1, 25))
+    for task in ("sentence", "token"):
+        first = np.mean([record[task] for record in history[:4]])
+        last = np.mean([record[task] for record in history[-4:]])
+        assert last < 0.8 * first, (task, first, last)
+    assert run() == history
 
 
 # ---------------------------------------------------------------------------------------------- metrics

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from labkit.data import SST2_LABELS
+from labkit.device import bf16_is_fast, pick_device
 from labkit.finetune import data_collator, encode_sentences, score_dataset
 from labkit.trainer_setup import FINETUNE_PRESETS, TimeLimit, training_arguments
 
@@ -20,7 +21,14 @@ def test_training_arguments_write_down_the_recipe(tmp_path) -> None:
     assert args.warmup_steps == 12 and args.weight_decay == 0.01 and args.max_grad_norm == 1.0  # 6% warm-up
     assert args.lr_scheduler_type == "linear" and args.train_sampling_strategy == "group_by_length"
     assert args.save_strategy == "no" and args.report_to in ([], "none", ["none"])
-    assert args.bf16 == torch.cuda.is_available()
+    assert args.optim == "adamw_torch_fused"
+    assert args.bf16 == bf16_is_fast(pick_device()) and args.use_cpu == (pick_device().type == "cpu")
+
+
+def test_labkit_device_cpu_keeps_trainer_on_the_cpu(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LABKIT_DEVICE", "cpu")
+    args = training_arguments(tmp_path, 10)
+    assert args.use_cpu and args.device.type == "cpu" and args.bf16 == bf16_is_fast("cpu")
 
 
 @pytest.mark.parametrize("kwargs, message", [
