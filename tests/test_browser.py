@@ -115,13 +115,16 @@ class Notebook:
 
     def run_all(self, timeout_s: float = 60) -> None:
         page = self.page
-        for attempt in range(3):  # a freshly opened notebook can drop a Run All sent while its kernel connects
+        # A freshly opened notebook can drop a Run All sent while its kernel connects, all of it or only its later
+        # cells (seen once in CI: the first cell ran, the second stayed "[ ]"); so wait until every cell is queued
+        # ([*]) or done ([n]), and send Run All again if not.
+        for attempt in range(3):
             page.click('.lm-MenuBar-itemLabel:text-is("Run")')
             page.click('.lm-Menu-item[data-command="runmenu:run-all"]')
             try:
                 page.wait_for_function(
                     """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
-                               .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))""", timeout=15_000)
+                               .every(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))""", timeout=15_000)
                 break
             except Exception:
                 if attempt == 2:
