@@ -5,6 +5,7 @@
     python3 lab.py test       set up .venv (and Debian's chromium, for the browser tests) and run every test
     python3 lab.py bench      set up .venv and run the benchmarks
     python3 lab.py doctor     set up .venv and check the environment (exit 1 when something required is missing)
+    python3 lab.py progress   the exercises you have passed, per notebook
 
 Extra arguments go to JupyterLab, pytest or the benchmark. Set-up installs torch first, pinned
 ($LABKIT_TORCH: pip arguments, default torch==2.13.0; an unpinned torch may pull a large CUDA build),
@@ -84,6 +85,7 @@ def main(argv: list[str]) -> int:
         "test": [PYTHON, "-m", "pytest"],
         "bench": [PYTHON, ROOT / "benchmarks" / "attention.py"],
         "doctor": [PYTHON, "-m", "labkit.doctor"],
+        "progress": [PYTHON, "-m", "labkit.exercises"],
     }
     if command == "open" and hasattr(os, "geteuid") and os.geteuid() == 0:
         print("running as root (a container?): passing --allow-root to JupyterLab", flush=True)

@@ -17,6 +17,8 @@ rotates the queries and keys, ALiBi adds -slope·|i - j| to the scores. Both pat
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,7 @@ __all__ = [
     "split_heads",
     "merge_heads",
     "MultiHeadAttention",
+    "recording_attention",
 ]
 
 
@@ -270,3 +273,20 @@ class MultiHeadAttention(nn.Module):
                     proj.bias.copy_(b)
                 ours.out_proj.bias.copy_(mha.out_proj.bias)
         return ours
+
+
+@contextmanager
+def recording_attention(model: nn.Module, layers: Iterable[MultiHeadAttention]) -> Iterator[None]:
+    """Inside the block: `model` in eval mode (no dropout, so every row sums to 1) and `layers` on the naive path,
+    each keeping its weights in `last_weights`. On exit, also after an exception, both are switched back."""
+    layers = list(layers)
+    was_training = model.training
+    model.eval()
+    for attn in layers:
+        attn.record_weights = True
+    try:
+        yield
+    finally:
+        model.train(was_training)
+        for attn in layers:
+            attn.record_weights = False

@@ -11,7 +11,8 @@ cross-attention, so "decoder" there only means "causal". `DecoderBlock` is the e
 cross-attention to the encoder's output (`memory`).
 
 Submodule names and dropout placement follow `nn.TransformerEncoderLayer` / `nn.TransformerDecoderLayer`, so
-`from_torch` can copy their weights and the outputs agree.
+`from_torch` can copy their weights and the outputs agree. `EncoderBlock.from_bert_layer` copies a pretrained BERT
+layer (Hugging Face's `BertLayer`, read by its parts' names, so this module never imports transformers).
 """
 
 from __future__ import annotations
@@ -81,6 +82,74 @@ def _copy_torch_layer(cls: type, layer: nn.Module, kind: type) -> nn.Module:
     return ours.train(layer.training)
 
 
+# A Hugging Face BertLayer's parts, by attribute path, and where each goes in an EncoderBlock.
+_BERT_PARTS = {
+    "attention.self.query": "self_attn.q_proj",
+    "attention.self.key": "self_attn.k_proj",
+    "attention.self.value": "self_attn.v_proj",
+    "attention.output.dense": "self_attn.out_proj",
+    "attention.output.LayerNorm": "norm1",
+    "intermediate.dense": "ff.linear1",
+    "output.dense": "ff.linear2",
+    "output.LayerNorm": "norm2",
+}
+
+
+def _bert_parts(layer: nn.Module) -> dict[str, nn.Module]:
+    """`_BERT_PARTS`' modules in `layer`, checked to be a BERT encoder layer that an EncoderBlock reproduces."""
+    what = f"layer (a {type(layer).__name__})"
+    missing = [path for path in _BERT_PARTS
+               if not isinstance(_get(layer, path), nn.LayerNorm if path.endswith("LayerNorm") else nn.Linear)]
+    if missing:
+        which = "all of them" if len(missing) == len(_BERT_PARTS) else ", ".join(missing)
+        raise TypeError(f"{what} is not a BERT encoder layer: expected a Hugging Face BertLayer, with Linear / "
+                        f"LayerNorm parts at {', '.join(_BERT_PARTS)}; missing or of another type: {which}")
+    parts = {path: _get(layer, path) for path in _BERT_PARTS}
+    if getattr(layer, "is_decoder", False) or hasattr(layer, "crossattention"):
+        raise ValueError(f"{what} is a BERT decoder layer (is_decoder=True or cross-attention): expected an "
+                         f"encoder layer, whose self-attention sees the whole sequence")
+    kind = getattr(_get(layer, "attention.self"), "position_embedding_type", "absolute")
+    if kind != "absolute":
+        raise ValueError(f"{what} uses position_embedding_type={kind!r}, which adds a position term inside "
+                         f"attention; expected 'absolute' (positions added to the embeddings)")
+    act = getattr(layer.intermediate, "intermediate_act_fn", None)
+    exact_gelu = (act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none")
+                  or getattr(act, "act", None) is F.gelu)  # HF's GELUActivation wraps F.gelu
+    if not exact_gelu:
+        raise ValueError(f"{what} has the activation {act!r}; expected BERT's exact GELU (hidden_act='gelu', "
+                         f"F.gelu), the one an EncoderBlock(activation='gelu') computes")
+    d, d_ff = parts["attention.self.query"].in_features, parts["intermediate.dense"].out_features
+    shapes = {path: (d, d) for path in list(_BERT_PARTS)[:4]}
+    shapes.update({"attention.output.LayerNorm": (d,), "intermediate.dense": (d_ff, d), "output.dense": (d, d_ff),
+                   "output.LayerNorm": (d,)})
+    got = {path: None if part.weight is None else tuple(part.weight.shape) for path, part in parts.items()}
+    wrong = [f"{path} {got[path]}" for path, shape in shapes.items() if got[path] != shape]
+    if wrong:
+        raise ValueError(f"{what} has weights of unexpected shapes: {', '.join(wrong)}; expected hidden size "
+                         f"{d} throughout and {d} → {d_ff} → {d} in the feed-forward")
+    scaling = getattr(_get(layer, "attention.self"), "scaling", None)
+    n_heads = getattr(_get(layer, "attention.self"), "num_attention_heads", None)
+    if not isinstance(n_heads, int) or n_heads < 1 or d % n_heads:
+        raise ValueError(f"{what}.attention.self.num_attention_heads must be a positive int dividing the hidden "
+                         f"size {d}, got {n_heads!r}")
+    if scaling is not None and abs(scaling - (d // n_heads) ** -0.5) > 1e-9:
+        raise ValueError(f"{what} scales its attention scores by {scaling!r}; expected 1/√d_head = "
+                         f"{(d // n_heads) ** -0.5:.6g}, as BERT does")
+    no_bias = [path for path, part in parts.items() if part.bias is None]
+    if no_bias:
+        raise ValueError(f"{what} has no bias in {', '.join(no_bias)}; expected biases everywhere, as BERT has")
+    eps = {parts["attention.output.LayerNorm"].eps, parts["output.LayerNorm"].eps}
+    if len(eps) != 1:
+        raise ValueError(f"{what}'s two LayerNorms have different eps {sorted(eps)}; expected one value")
+    return parts
+
+
+def _get(module: nn.Module, path: str) -> nn.Module | None:
+    for name in path.split("."):
+        module = getattr(module, name, None)
+    return module
+
+
 class FeedForward(nn.Module):
     """Position-wise feed-forward network: the same two-layer MLP applied to every token on its own.
 
@@ -143,6 +212,30 @@ class EncoderBlock(nn.Module):
     def from_torch(cls, layer: nn.TransformerEncoderLayer) -> EncoderBlock:
         """A copy of an `nn.TransformerEncoderLayer(..., batch_first=True)`: same weights, same outputs."""
         return _copy_torch_layer(cls, layer, nn.TransformerEncoderLayer)
+
+    @classmethod
+    def from_bert_layer(cls, layer: nn.Module) -> EncoderBlock:
+        """A copy of one pretrained BERT layer (a Hugging Face `BertLayer`, e.g. `model.encoder.layer[0]`).
+
+        The result is post-LN with exact GELU and BERT's LayerNorm eps; same weights, same outputs. Dropout as in
+        BERT: attention probabilities, and each sublayer's output before the residual add; none on the
+        feed-forward's hidden activations. Pass the padding mask as labkit's bool mask, True = may attend:
+        `attention_mask.bool()[:, None, None, :]` for Hugging Face's (batch, seq) attention_mask.
+        Raises TypeError for a module without BERT's parts, ValueError for a variant an EncoderBlock cannot
+        reproduce (another activation, relative positions, a decoder layer, missing biases).
+        """
+        parts = _bert_parts(layer)
+        query, ff_in = parts["attention.self.query"], parts["intermediate.dense"]
+        n_heads = layer.attention.self.num_attention_heads
+        hidden_p = layer.output.dropout.p if isinstance(getattr(layer.output, "dropout", None), nn.Dropout) else 0.0
+        ours = cls(query.in_features, n_heads, ff_in.out_features, dropout=hidden_p, activation="gelu",
+                   norm_first=False, layer_norm_eps=parts["output.LayerNorm"].eps)
+        attn_dropout = getattr(layer.attention.self, "dropout", None)
+        ours.self_attn.dropout = attn_dropout.p if isinstance(attn_dropout, nn.Dropout) else 0.0
+        ours.ff.dropout = nn.Dropout(0.0)  # BERT has no dropout between the feed-forward's two linears
+        for path, target in _BERT_PARTS.items():
+            _get(ours, target).load_state_dict(parts[path].state_dict())
+        return ours.train(layer.training)
 
 
 class DecoderBlock(nn.Module):

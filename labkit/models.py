@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from labkit.attention import recording_attention
 from labkit.blocks import EncoderBlock
 from labkit.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
 from labkit.validate import check_positive_int
@@ -152,17 +153,9 @@ class TinyGPT(nn.Module):
         """(layers, batch, heads, seq, seq): every layer's attention weights, from the naive path, in eval mode
         (no dropout, so every row sums to 1)."""
         attentions = [block.self_attn for block in self.blocks]
-        was_training = self.training
-        self.eval()
-        for attn in attentions:
-            attn.record_weights = True
-        try:
+        with recording_attention(self, attentions):
             self(idx)
             return torch.stack([attn.last_weights for attn in attentions])
-        finally:
-            self.train(was_training)
-            for attn in attentions:
-                attn.record_weights = False
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from labkit.attention import recording_attention
 from labkit.blocks import DecoderBlock, EncoderBlock
 from labkit.device import one_cpu_thread
 from labkit.positional import SinusoidalPositionalEncoding
@@ -311,17 +312,9 @@ def cross_attention(model: EncoderDecoder, src: Tensor, tokens: Sequence[int]) -
         raise ValueError("tokens is empty: pass the decoded output (e.g. from greedy_decode), <eos> included")
     ys = torch.tensor([[BOS_ID, *tokens[:-1]]], device=src.device)
     layers = [block.cross_attn for block in model.decoder]
-    was_training = model.training
-    model.eval()
-    for attn in layers:
-        attn.record_weights = True
-    try:
+    with recording_attention(model, layers):
         model(src, ys)
         return torch.stack([attn.last_weights[0] for attn in layers]).cpu()
-    finally:
-        model.train(was_training)
-        for attn in layers:
-            attn.record_weights = False
 
 
 def encode_source(text: str, source: Vocab, device: torch.device | str | None = None) -> Tensor:

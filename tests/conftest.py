@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("LABKIT_DATA") or REPO.parent / "shared" / "data")
 # Notebook kernels and subprocesses started by the tests read the same folder.
 os.environ.setdefault("LABKIT_DATA", str(DATA_DIR))
+# Exercises passed under the tests are recorded in a throw-away file, never in the user's own progress.
+os.environ["LABKIT_PROGRESS"] = os.path.join(tempfile.mkdtemp(prefix="labkit-progress-"), "progress.json")
 
 
 def require_data_dir() -> Path:
