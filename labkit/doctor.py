@@ -378,7 +378,8 @@ class NotebookTime:
 
 # fast_s: measured headless with nbclient (LABKIT_FAST=1) on the reference machine, 2 CPU cores otherwise idle (the
 # same notebooks took 5 to 15 times longer while other jobs shared the cores). training_s, from the budgets
-# documented beside the presets: labkit.train.PRESETS["cpu"] 4.5 min; BERT_PRESETS["cpu"] 9.5 min, plus notebook
+# documented beside the presets: labkit.train.PRESETS["cpu"] 4.5 min, and notebook 04's ladder before it (six rungs
+# of 850 steps at half the preset's context) about 2 min; BERT_PRESETS["cpu"] 9.5 min, plus notebook
 # 05's two 400-step MiniLM heads (about 0.15 s a step) and its three models evaluated on every held-out batch
 # (about a minute); notebook 06 with FINETUNE_PRESETS["cpu"] (600 SST-2 steps, twice 450 CoNLL-2003 steps, 600
 # multi-task steps, their evaluations) ran in 654 s in all, in bf16 autocast (the reference CPU has AVX-512 BF16; a
@@ -390,7 +391,7 @@ NOTEBOOK_TIMES: tuple[NotebookTime, ...] = (
     NotebookTime("01-attention-step-by-step", 4),
     NotebookTime("02-positional-encoding", 5),
     NotebookTime("03-transformer-block", 4),
-    NotebookTime("04-tiny-gpt", 18, 270),
+    NotebookTime("04-tiny-gpt", 18, 270 + 120),
     NotebookTime("05-pretraining-objectives", 36, 570 + 2 * 400 * 0.15 + 60),
     NotebookTime("06-fine-tuning-bert", 108, 654 - 108),
     NotebookTime("07-generation", 8),

@@ -13,11 +13,12 @@ and `tiny_gpt_tensors` renames them (weights or gradients alike) to `TinyGPT`'s:
     blocks.i.attn.proj.weight               blocks.i.self_attn.out_proj.weight       as it is
     blocks.i.ff.up.weight / down.weight     blocks.i.ff.linear1.weight / linear2     as it is
     ln_f.weight                             norm.weight                              as it is
-    lm_head.weight                          (tied to token_emb.weight)               must equal token_emb
+    lm_head.weight                          lm_head.weight                           tied to token_emb or its own
 
 Stacking the heads' rows is what `split_heads` undoes: TinyGPT computes every head's queries with one matrix and
 then cuts its output into n_head slices of d_head features, slice h being head h. The ladder's GPT has no biases
-(`GPTConfig.bias=False`), learned positions, GELU feed-forward layers 4·d_model wide and pre-LN blocks, as TinyGPT.
+(`GPTConfig.bias=False`), learned positions, GELU feed-forward layers 4·d_model wide and pre-LN blocks, as TinyGPT;
+an output layer that shares the token embedding's matrix gives `tie_head=True`, one with its own `tie_head=False`.
 """
 
 from __future__ import annotations
@@ -51,16 +52,16 @@ def tiny_gpt_tensors(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The ladder GPT's tensors by name (a state_dict, or {name: p.grad}) → the same tensors under TinyGPT's names.
 
     Each layer's per-head query / key / value matrices (d_head, d_model) are stacked into one (d_model, d_model).
-    `lm_head.weight` may be left out (named_parameters() skips a tied weight); when present it must be the token
-    embedding. Raises ValueError naming the first tensor it cannot place.
+    A tied `lm_head.weight` (the token embedding's memory, as a state_dict lists it) is left out, as
+    named_parameters() leaves it out. Raises ValueError naming the first tensor it cannot place.
     """
     out: dict[str, Tensor] = {}
     heads: dict[tuple[str, str], dict[int, Tensor]] = {}
     for name, tensor in tensors.items():
         if name == "lm_head.weight":
-            if "token_emb.weight" in tensors and not torch.equal(tensor, tensors["token_emb.weight"]):
-                raise ValueError("lm_head.weight differs from token_emb.weight, but TinyGPT ties its output layer "
-                                 "to the token embedding: tie yours (self.lm_head.weight = self.token_emb.weight)")
+            embedding = tensors.get("token_emb.weight")
+            if embedding is None or tensor.data_ptr() != embedding.data_ptr():  # not tied: its own matrix
+                out[name] = tensor
             continue
         if match := _HEAD.fullmatch(name):
             layer, head, which = match.groups()
@@ -93,16 +94,16 @@ def ladder_config(model: nn.Module) -> GPTConfig:
     n_layer = len({name.split(".")[1] for name in params if name.startswith("blocks.")})
     n_head = len({name.split(".")[4] for name in params if name.startswith("blocks.0.attn.heads.")})
     return GPTConfig(vocab_size=vocab_size, block_size=params["pos_emb.weight"].shape[0], n_layer=n_layer,
-                     n_head=n_head, d_model=d_model, position="learned")
+                     n_head=n_head, d_model=d_model, position="learned", tie_head="lm_head.weight" not in params)
 
 
 def to_tiny_gpt(model: nn.Module) -> TinyGPT:
-    """A TinyGPT holding `model`'s weights (the ladder's GPT from notebook 04), on its device, in its train/eval
-    mode. Raises ValueError if a weight is missing, left over or of another shape."""
+    """A TinyGPT holding `model`'s weights (the ladder's GPT from notebook 04), on its device, in its dtype and its
+    train/eval mode. Raises ValueError if a weight is missing, left over or of another shape."""
     with torch.random.fork_rng():  # TinyGPT's random initialisation is overwritten: leave the caller's RNG alone
-        tiny = TinyGPT(ladder_config(model)).to(next(model.parameters()).device)
+        tiny = TinyGPT(ladder_config(model)).to(next(model.parameters()))  # its device and dtype
     state = tiny_gpt_tensors(model.state_dict())
-    expected = {name: p.shape for name, p in tiny.state_dict().items() if name != "lm_head.weight"}
+    expected = {name: p.shape for name, p in tiny.named_parameters()}
     missing, extra = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
     if missing or extra:
         raise ValueError(f"the weights do not map onto TinyGPT: missing {missing}, left over {extra}")
@@ -110,7 +111,9 @@ def to_tiny_gpt(model: nn.Module) -> TinyGPT:
         if tensor.shape != expected[name]:
             raise ValueError(f"{name} has shape {tuple(tensor.shape)} in your model's copy, TinyGPT expects "
                              f"{tuple(expected[name])}")
-    tiny.load_state_dict(state, strict=False)  # lm_head.weight is token_emb.weight
+    with torch.no_grad():
+        for name, p in tiny.named_parameters():
+            p.copy_(state[name])
     return tiny.train(model.training)
 
 

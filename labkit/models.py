@@ -1,7 +1,8 @@
 """Small transformer models built from labkit's blocks.
 
 `TinyGPT` is a decoder-only language model in the GPT-2 mould: token embedding + learned positions, a stack of
-pre-LN blocks with causal self-attention, a final LayerNorm and an output layer tied to the token embedding.
+pre-LN blocks with causal self-attention, a final LayerNorm and an output layer tied to the token embedding
+(`GPTConfig.tie_head=False` gives it a matrix of its own).
 `GPTConfig.position` swaps the learned positions for another scheme of `labkit.positional`: none, sinusoidal
 (added to the tokens), RoPE or ALiBi (inside every attention layer). All but the learned table run on sequences
 longer than the training context.
@@ -56,6 +57,7 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = False
     position: str = "learned"  # one of POSITIONS; configs saved without it are learned
+    tie_head: bool = True  # the output layer shares the token embedding's matrix (GPT-2); False gives it its own
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
@@ -65,6 +67,8 @@ class GPTConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must lie in [0, 1), got {self.dropout!r}")
         check_position("GPTConfig.position", self.position)
+        if not isinstance(self.tie_head, bool):
+            raise ValueError(f"GPTConfig.tie_head must be True or False, got {self.tie_head!r}")
         if self.position == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"GPTConfig.position='sinusoidal' pairs sin/cos dims, so d_model must be even, "
                              f"got {self.d_model}")
@@ -106,7 +110,8 @@ class TinyGPT(nn.Module):
         )
         self.norm = nn.LayerNorm(c.d_model, bias=c.bias)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        self.lm_head.weight = self.token_emb.weight  # weight tying: one matrix reads and writes tokens
+        if c.tie_head:
+            self.lm_head.weight = self.token_emb.weight  # weight tying: one matrix reads and writes tokens
         self.apply(self._init_weights)
         # GPT-2: scale the layers that write into the residual stream by 1/√(2·n_layer).
         for block in self.blocks:

@@ -45,9 +45,9 @@ def test_the_wrong_answer_is_refused_with_its_own_message(name: str, wrong: Call
 
 
 def _checked_in(path: Path) -> list[str]:
-    """The names the notebook's code cells pass to check(...)."""
+    """The names the notebook's code cells pass to check(...) or use(...)."""
     source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
-    return re.findall(r"""check\(\s*["']([a-z_0-9]+)["']""", source)
+    return re.findall(r"""\b(?:check|use)\(\s*["']([a-z_0-9]+)["']""", source)
 
 
 @pytest.mark.parametrize("path", [p for p in sorted(NOTEBOOK_DIR.glob("[01][0-9]-*.ipynb"))

@@ -135,12 +135,14 @@ def _gpt(kind):
     class Wrong(ReferenceGPT):
         def __init__(self, *args):
             super().__init__(*args)
-            if kind == "untied":
-                self.lm_head = nn.Linear(self.lm_head.in_features, self.lm_head.out_features, bias=False)
+            if kind == "biased head":
+                self.lm_head = nn.Linear(self.lm_head.in_features, self.lm_head.out_features)
 
         def forward(self, idx):
             x = self.token_emb(idx)
-            if kind != "no positions":
+            if kind == "positions by token":
+                x = x + self.pos_emb(idx % self.pos_emb.num_embeddings)
+            elif kind != "no positions":
                 x = x + self.pos_emb(torch.arange(idx.shape[1]))
             x = self.blocks(x)
             return self.lm_head(x if kind == "no final norm" else self.ln_f(x))
@@ -236,7 +238,8 @@ WRONG_ANSWERS = {
         (_block("one norm"), "differs from x + attn(ln1(x))"),
     ],
     "gpt": [
-        (_gpt("untied"), "tie it to the token embedding"),
+        (_gpt("biased head"), "'lm_head.bias' has no place in TinyGPT"),
+        (_gpt("positions by token"), "TinyGPT holding your weights gives logits that differ from yours"),
         (_gpt("no final norm"), "the final LayerNorm ln_f is not applied"),
         (_gpt("no positions"), "the position embeddings are not added"),
         (_BiasedGPT, "'ln_f.bias' has no place in TinyGPT"),

@@ -74,11 +74,19 @@ def test_the_copy_leaves_the_callers_random_state_alone() -> None:
     assert torch.equal(torch.rand(2), expected)
 
 
+def test_a_shared_output_matrix_gives_a_tied_tiny_gpt() -> None:
+    model = _gpt().eval()
+    assert to_tiny_gpt(model).config.tie_head is False  # notebook 04's GPT: an output layer of its own
+    model.lm_head.weight = model.token_emb.weight
+    tiny = to_tiny_gpt(model)
+    assert tiny.config.tie_head is True and tiny.lm_head.weight is tiny.token_emb.weight
+    assert "lm_head.weight" not in tiny_gpt_tensors(model.state_dict())
+    idx = torch.randint(13, (2, 10), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(tiny(idx), model(idx), atol=1e-5, rtol=0)
+
+
 def test_what_cannot_be_copied_is_refused() -> None:
-    untied = _gpt()
-    untied.lm_head = nn.Linear(16, 13, bias=False)
-    with pytest.raises(ValueError, match="tie yours"):
-        to_tiny_gpt(untied)
     biased = _gpt()
     biased.ln_f = nn.LayerNorm(16)
     with pytest.raises(ValueError, match=r"'ln_f.bias' has no place in TinyGPT \(.*bias=False"):
@@ -115,3 +123,12 @@ def test_the_ladder_table_and_figure() -> None:
         ladder_table({})
     with pytest.raises(ValueError, match="rungs is empty"):
         ladder_figure({})
+
+
+def test_the_copy_takes_the_models_dtype() -> None:
+    model = _gpt().double().eval()
+    tiny = to_tiny_gpt(model)
+    assert all(p.dtype == torch.float64 for p in tiny.parameters())
+    idx = torch.randint(13, (2, 10), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert (tiny(idx) - model(idx)).abs().max() < 1e-12

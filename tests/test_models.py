@@ -234,3 +234,14 @@ def test_a_run_saved_before_position_existed_resumes(tmp_path) -> None:
     save_file(tensors, str(path), metadata={**metadata, "meta": json.dumps(meta)})
     history = train(TinyGPT(GPTConfig(**shape)), corpus, config, checkpoint=path, resume=True, progress=False)
     assert history.step == 4 and history.eval_steps == [2, 4]
+
+
+def test_tie_head_false_gives_the_output_layer_its_own_matrix() -> None:
+    tied = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, d_model=8))
+    untied = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, d_model=8, tie_head=False))
+    assert tied.lm_head.weight is tied.token_emb.weight
+    assert untied.lm_head.weight is not untied.token_emb.weight
+    assert untied.num_parameters() == tied.num_parameters() + 11 * 8
+    assert GPTConfig(**{**untied.config.to_dict()}) == untied.config  # a checkpoint's config restores it
+    with pytest.raises(ValueError, match="GPTConfig.tie_head must be True or False, got 'no'"):
+        GPTConfig(vocab_size=11, tie_head="no")

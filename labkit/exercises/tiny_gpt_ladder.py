@@ -95,10 +95,6 @@ class ReferenceGPT(nn.Module):
         self.blocks = nn.Sequential(*[ReferenceBlock(d_model, n_head) for _ in range(n_layer)])
         self.ln_f = nn.LayerNorm(d_model, bias=False)
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        self.lm_head.weight = self.token_emb.weight
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, std=0.02)
 
     def forward(self, idx: Tensor) -> Tensor:
         positions = torch.arange(idx.shape[1], device=idx.device)
@@ -328,18 +324,16 @@ def check_block(answer: Callable[..., Any]) -> None:
 
 @exercise("gpt", "04",
           task="GPT(vocab_size, block_size, d_model, n_head, n_layer): token_emb and pos_emb (nn.Embedding), "
-               "n_layer Blocks in blocks (nn.Sequential), a final nn.LayerNorm ln_f (bias=False), and lm_head (an "
-               "nn.Linear(d_model, vocab_size, bias=False) whose weight is token_emb's); idx (batch, seq) → logits",
-          hint="x = self.token_emb(idx) + self.pos_emb(torch.arange(seq)); then self.blocks(x), self.ln_f, "
-               "self.lm_head; tie with self.lm_head.weight = self.token_emb.weight",
+               "n_layer Blocks in blocks (nn.Sequential), a final nn.LayerNorm ln_f (bias=False), and lm_head, an "
+               "nn.Linear(d_model, vocab_size, bias=False); idx (batch, seq) → logits (batch, seq, vocab_size)",
+          hint="x = self.token_emb(idx) + self.pos_emb(torch.arange(seq)); then self.blocks(x), self.ln_f(...), "
+               "self.lm_head(...)",
           reference=ReferenceGPT)
 def check_gpt(answer: Callable[..., Any]) -> None:
     what = "GPT(vocab_size=11, block_size=8, d_model=16, n_head=2, n_layer=2)"
     model = _module(answer, what, 11, 8, 16, 2, 2)
     for name in ("token_emb", "pos_emb", "blocks", "ln_f", "lm_head"):
         expect(hasattr(model, name), f"{what} has no {name}")
-    expect(model.lm_head.weight is model.token_emb.weight,
-           "lm_head has its own weight; tie it to the token embedding: self.lm_head.weight = self.token_emb.weight")
     expect(len(model.blocks) == 2, f"{what} has {len(model.blocks)} blocks, expected n_layer = 2")
     idx = torch.randint(11, (2, 8), generator=torch.Generator().manual_seed(2))
     try:
