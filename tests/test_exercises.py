@@ -86,44 +86,9 @@ def test_unknown_exercise_and_non_function_are_clear_errors() -> None:
         check("causal_mask", torch.ones(2, 2))
 
 
-@pytest.mark.parametrize("wrong, message", [
-    (lambda n: torch.ones(n, n).tril(), "dtype torch.float32"),
-    (lambda n: torch.ones(n, n, dtype=torch.bool).tril(-1), "the diagonal is False"),
-    (lambda n: torch.ones(n, n, dtype=torch.bool), "may attend to a later key"),
-    (lambda n: torch.ones(n, n, dtype=torch.bool).tril().tolist(), "returned a list"),
-    (lambda n: torch.eye(n, dtype=torch.bool), "cannot attend to an earlier key"),
-])
-def test_causal_mask_checker_fails_plausible_mistakes(wrong, message: str) -> None:
-    result = check("causal_mask", wrong, quiet=True)
-    assert not result and message in result.message
-
-
-@pytest.mark.parametrize("wrong, message", [
-    (lambda q, k: q @ k.transpose(-2, -1), "not scaled"),
-    (lambda q, k: q @ k.transpose(-2, -1) / q.shape[-1], "divided by d_k = 16"),
-    (lambda q, k: k @ q.transpose(-2, -1) / 4, "gave shape (2, 3, 6, 4)"),
-    (lambda q, k: q @ k.transpose(-2, -1) / 4 + 0.01, "differs from q·kᵀ/√d_k"),
-])
-def test_attention_scores_checker_fails_plausible_mistakes(wrong, message: str) -> None:
-    result = check("attention_scores", wrong, quiet=True)
-    assert not result and message in result.message
-
-
 def test_split_heads_written_by_hand_passes() -> None:
     def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
         batch, seq, d_model = x.shape
         return x.reshape(batch, seq, n_heads, d_model // n_heads).permute(0, 2, 1, 3)
 
     assert check("split_heads", split_heads, quiet=True)
-
-
-@pytest.mark.parametrize("wrong, message", [
-    (lambda x, h: x.view(x.shape[0], x.shape[1], h, -1), "= (batch, seq, heads, d_head): transpose(1, 2)"),
-    (lambda x, h: x.view(x.shape[0], h, x.shape[1], -1), "the right shape but mixes tokens"),
-    (lambda x, h: x.view(x.shape[0], x.shape[1], -1, h).permute(0, 3, 1, 2), "head 0 holds features 0, 3, 6"),
-    (lambda x, h: x.view(2, 5, 3, 4).transpose(1, 2), "n_heads=4) has shape (2, 3, 5, 4), expected (2, 4, 5, 3)"),
-    (lambda x, h: x.view(x.shape[0], x.shape[1], h, -1).transpose(1, 2).flip(1), "differs by up to"),
-])
-def test_split_heads_checker_fails_plausible_mistakes(wrong, message: str) -> None:
-    result = check("split_heads", wrong, quiet=True)
-    assert not result and message in result.message, result.message
