@@ -1,14 +1,32 @@
-"""What the checkers share: "is the answer a tensor of this shape" and "does it equal that tensor"."""
+"""What the checkers share: "is the answer a tensor of this shape", "does it equal that tensor", and inputs drawn
+from a seed of their own, so that a check never moves the notebook's random state."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from labkit.exercises import expect
 
-__all__ = ["expect_tensor", "same", "max_difference"]
+__all__ = ["expect_tensor", "same", "max_difference", "seeded", "seeded_randn"]
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Inside the block torch's global random state is seeded with `seed` (layers built there get the same weights
+    every time); on exit the caller's random state, CUDA's included, is back as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
+
+
+def seeded_randn(*shape: int, seed: int) -> Tensor:
+    """A standard-normal tensor of `shape` drawn from a generator of its own seeded with `seed`."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def expect_tensor(value: Any, shape: tuple[int, ...], what: str) -> Tensor:

@@ -15,11 +15,7 @@ from torch import Tensor
 
 from labkit.attention import split_heads
 from labkit.exercises import Failed, expect, exercise
-from labkit.exercises._compare import expect_tensor, max_difference, same
-
-
-def _randn(*shape: int, seed: int) -> Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+from labkit.exercises._compare import expect_tensor, max_difference, same, seeded_randn
 
 
 def _unchanged(before: Tensor, after: Tensor, what: str) -> None:
@@ -66,7 +62,7 @@ def reference_stable_softmax(s: Tensor) -> Tensor:
                "keepdim=True keeps each row's max and sum in that row",
           reference=reference_stable_softmax)
 def check_stable_softmax(answer: Callable[[Tensor], Any]) -> None:
-    s = 2 * _randn(4, 4, seed=1)
+    s = 2 * seeded_randn(4, 4, seed=1)
     given = s.clone()
     out = expect_tensor(answer(given), (4, 4), "stable_softmax(s of shape (4, 4))")
     _unchanged(s, given, "stable_softmax")
@@ -102,7 +98,7 @@ def check_stable_softmax(answer: Callable[[Tensor], Any]) -> None:
     expect(same(out, expected), f"scores near ±1000 give weights that differ from torch.softmax by up to "
                                 f"{max_difference(out, expected):.3g}")
 
-    s = _randn(2, 3, 5, seed=2)
+    s = seeded_randn(2, 3, 5, seed=2)
     s[:, 0, 3:] = float("-inf")  # masked keys
     out = expect_tensor(answer(s.clone()), (2, 3, 5), "stable_softmax(s of shape (2, 3, 5))")
     expect(not out.isnan().any(), "a score of −∞ (a masked key) gave NaN; it must give weight exactly 0")
@@ -123,7 +119,7 @@ def reference_weighted_sum(weights: Tensor, v: Tensor) -> Tensor:
           hint="row i of the weights times the values is query i's output; for all rows at once: weights @ v",
           reference=reference_weighted_sum)
 def check_weighted_sum(answer: Callable[[Tensor, Tensor], Any]) -> None:
-    weights, v = (3 * _randn(2, 5, 5, seed=3)).softmax(dim=-1), _randn(2, 5, 3, seed=4)
+    weights, v = (3 * seeded_randn(2, 5, 5, seed=3)).softmax(dim=-1), seeded_randn(2, 5, 3, seed=4)
     what = "weighted_sum(weights (2, 5, 5), v (2, 5, 3))"
     out = answer(weights.clone(), v.clone())
     if isinstance(out, Tensor) and tuple(out.shape) == (2, 5):
@@ -143,7 +139,7 @@ def check_weighted_sum(answer: Callable[[Tensor, Tensor], Any]) -> None:
                  "summed over the queries (dim -3 of weights[..., None] * v[..., None, :, :]); sum over the keys")):
             expect(not same(out, wrong), message)
         raise Failed(f"{what} differs from weights @ v by up to {max_difference(out, expected):.3g}")
-    weights, v = _randn(2, 3, 5, seed=5).softmax(dim=-1), _randn(2, 5, 4, seed=6)
+    weights, v = seeded_randn(2, 3, 5, seed=5).softmax(dim=-1), seeded_randn(2, 5, 4, seed=6)
     what = "weighted_sum(weights (2, 3, 5), v (2, 5, 4))"
     out = expect_tensor(answer(weights, v), (2, 3, 4), what)
     expected = reference_weighted_sum(weights, v)
@@ -167,8 +163,8 @@ def reference_attention_head(x: Tensor, w_q: Tensor, w_k: Tensor, w_v: Tensor) -
           reference=reference_attention_head)
 def check_attention_head(answer: Callable[[Tensor, Tensor, Tensor, Tensor], Any]) -> None:
     d, d_k, d_v = 12, 4, 3
-    x = _randn(2, 5, d, seed=7)
-    w_q, w_k, w_v = (_randn(d, n, seed=8 + i) / math.sqrt(d) for i, n in enumerate((d_k, d_k, d_v)))
+    x = seeded_randn(2, 5, d, seed=7)
+    w_q, w_k, w_v = (seeded_randn(d, n, seed=8 + i) / math.sqrt(d) for i, n in enumerate((d_k, d_k, d_v)))
     what = "attention_head(x (2, 5, 12), w_q (12, 4), w_k (12, 4), w_v (12, 3))"
     result = answer(x.clone(), w_q, w_k, w_v)
     expect(isinstance(result, tuple) and len(result) == 2,
@@ -248,7 +244,7 @@ def reference_apply_mask(scores: Tensor, mask: Tensor) -> Tensor:
           hint="scores.masked_fill(~mask, float('-inf')) — a new tensor; the scores the mask allows stay as they are",
           reference=reference_apply_mask)
 def check_apply_mask(answer: Callable[[Tensor, Tensor], Any]) -> None:
-    scores = _randn(2, 3, 4, 5, seed=11)
+    scores = seeded_randn(2, 3, 4, 5, seed=11)
     keep = (torch.arange(5) < torch.tensor([5, 3])[:, None])[:, None, None, :]  # (batch, 1, 1, seq_k)
     mask = keep & torch.ones(4, 5, dtype=torch.bool).tril()  # (batch, 1, seq_q, seq_k): padding and causal
     what = "apply_mask(scores (2, 3, 4, 5), mask (2, 1, 4, 5))"
@@ -327,8 +323,8 @@ def reference_output_projection(heads: Tensor, w_o: Tensor, b_o: Tensor) -> Tens
 def check_output_projection(answer: Callable[[Tensor, Tensor, Tensor], Any]) -> None:
     batch, n_heads, seq, d_head = 2, 3, 5, 4
     d_model = n_heads * d_head
-    heads = _randn(batch, n_heads, seq, d_head, seed=12)
-    w_o, b_o = _randn(d_model, d_model, seed=13) / math.sqrt(d_model), _randn(d_model, seed=14)
+    heads = seeded_randn(batch, n_heads, seq, d_head, seed=12)
+    w_o, b_o = seeded_randn(d_model, d_model, seed=13) / math.sqrt(d_model), seeded_randn(d_model, seed=14)
     what = "output_projection(heads (2, 3, 5, 4), w_o (12, 12), b_o (12,))"
     given = heads.clone()
     try:

@@ -18,13 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.exercises import Failed, expect, exercise
-from labkit.exercises._compare import expect_tensor, max_difference, same
+from labkit.exercises._compare import expect_tensor, max_difference, same, seeded, seeded_randn
 from labkit.finetune import IGNORE_INDEX, accuracy, align_labels, entity_scores
 from labkit.word_shape import SHAPES, word_shape
-
-
-def _randn(*shape: int, seed: int) -> Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 # --- the classification head -------------------------------------------------------------------------------------
@@ -44,9 +40,9 @@ def reference_classification_head(hidden: Tensor, pooler_weight: Tensor, pooler_
                "classifier_weight.T + classifier_bias (the logits: no softmax)",
           reference=reference_classification_head)
 def check_classification_head(answer: Callable[..., Any]) -> None:
-    hidden = 2 * _randn(2, 5, 6, seed=1)
-    wp, bp = _randn(6, 6, seed=2) / 2, _randn(6, seed=3) / 2
-    wc, bc = _randn(3, 6, seed=4), _randn(3, seed=5)
+    hidden = 2 * seeded_randn(2, 5, 6, seed=1)
+    wp, bp = seeded_randn(6, 6, seed=2) / 2, seeded_randn(6, seed=3) / 2
+    wc, bc = seeded_randn(3, 6, seed=4), seeded_randn(3, seed=5)
     what = "classification_head(hidden of shape (2, 5, 6), pooler (6, 6), classifier (3, 6))"
     out = answer(hidden.clone(), wp.clone(), bp.clone(), wc.clone(), bc.clone())
     expect(not (isinstance(out, Tensor) and tuple(out.shape) == (2, 5, 3)),
@@ -143,8 +139,7 @@ def _step_batches(per_token: bool) -> list[dict[str, Tensor]]:
 
 
 def _tiny_step_model(per_token: bool) -> nn.Module:
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
+    with seeded(0):
         model = _TinyClassifier(per_token)
     with torch.no_grad():  # large enough weights that the gradient's norm is well above the checker's max_norm
         for p in model.parameters():
@@ -274,7 +269,7 @@ def check_sentence_accuracy(answer: Callable[[Tensor, Tensor], Any]) -> None:
         ("4 sentences, 4 labels", torch.tensor([[2.0, 0.9, -1.3, 1.8], [3.3, -1.1, 1.1, -1.0],
                                                 [-1.6, 0.5, 0.1, -1.5], [-1.4, 0.6, 1.4, 0.8]]),
          torch.tensor([0, 2, 1, 2])),
-        ("6 sentences, 2 labels", _randn(6, 2, seed=6), torch.tensor([1, 0, 0, 1, 1, 0])),
+        ("6 sentences, 2 labels", seeded_randn(6, 2, seed=6), torch.tensor([1, 0, 0, 1, 1, 0])),
         ("5 sentences, 3 labels", torch.tensor([[0.1, 0.2, 0.3], [1.0, 0.0, 0.0], [0.0, 0.4, 0.1],
                                                 [0.2, 0.1, 0.3], [0.5, 0.0, 0.6]]), torch.tensor([2, 0, 1, 1, 0])),
     )

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from labkit.exercises import Failed, expect, exercise
-from labkit.exercises._compare import expect_tensor, max_difference, same
+from labkit.exercises._compare import expect_tensor, max_difference, same, seeded
 from labkit.generate import filter_logits, generate
 from labkit.models import GPTConfig, TinyGPT
 
@@ -31,8 +31,7 @@ def reference_greedy_generate(model: nn.Module, idx: Tensor, max_new_tokens: int
 def _small_gpt() -> TinyGPT:
     """A seeded, untrained two-layer TinyGPT with a context of 8; its weight matrices are scaled up 20 times so that
     the greedy choice depends on the context instead of repeating one token."""
-    with torch.random.fork_rng():
-        torch.manual_seed(2)
+    with seeded(2):
         model = TinyGPT(GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, d_model=16))
     with torch.no_grad():
         for weight in model.parameters():

@@ -12,9 +12,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from labkit.attention_stats import attention_rollout, attention_share, head_entropy, mean_distance
+from labkit.attention_stats import attention_rollout, head_entropy
 from labkit.exercises import expect, exercise
-from labkit.exercises._compare import expect_tensor, max_difference, same
+from labkit.exercises._compare import expect_tensor, max_difference, same, seeded
 from labkit.masks import causal_mask
 
 SEQ = 6
@@ -44,8 +44,7 @@ def reference_attention_from_projections(h: Tensor, query: nn.Module, key: nn.Mo
 
 def _projections(d_model: int) -> tuple[nn.Linear, nn.Linear]:
     """Two seeded nn.Linear(d_model, d_model) with biases, made without touching the caller's random state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(8)
+    with seeded(8):
         query, key = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
     with torch.no_grad():  # larger biases, so that an answer that drops them is told apart
         query.bias.mul_(4)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from labkit.exercises import Failed, expect, exercise
-from labkit.exercises._compare import expect_tensor, max_difference, same
+from labkit.exercises._compare import expect_tensor, max_difference, same, seeded
 from labkit.positional import apply_rope, offset_rotation, sinusoidal_table
 
 BASE = 10000.0
@@ -158,8 +158,7 @@ def reference_add_learned_positions(tokens: Tensor, table: nn.Embedding) -> Tens
                "before that, compare seq = tokens.shape[1] with table.num_embeddings",
           reference=reference_add_learned_positions)
 def check_add_learned_positions(answer: Callable[[Tensor, nn.Embedding], Any]) -> None:
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
+    with seeded(0):
         table = nn.Embedding(6, 4)
     gen = torch.Generator().manual_seed(1)
     tokens = torch.randn(2, 5, 4, generator=gen)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.exercises import Failed, expect, exercise
-from labkit.exercises._compare import expect_tensor, max_difference, same
+from labkit.exercises._compare import expect_tensor, max_difference, same, seeded
 from labkit.pretraining_data import IGNORE, make_nsp_pairs, mask_tokens
 
 PAD, CLS, SEP, MASK = 0, 1, 2, 3  # the checker's special ids; ordinary tokens are 10..VOCAB-1
@@ -287,8 +287,7 @@ def reference_tied_mlm_logits(hidden: Tensor, dense: nn.Linear, norm: nn.LayerNo
 def _mlm_head_parts(d_model: int = 8, vocab: int = 11) -> tuple[nn.Linear, nn.LayerNorm, Tensor, Tensor]:
     """A dense layer, a LayerNorm (BERT's eps 1e-12) with weights that are not 1 and 0, a token-embedding matrix
     (vocab, d_model) that wants gradients, and an output bias (vocab,), all drawn from seed 0."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
+    with seeded(0):
         dense = nn.Linear(d_model, d_model)
         norm = nn.LayerNorm(d_model, eps=1e-12)
         with torch.no_grad():

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.exercises import Failed, expect, exercise
-from labkit.exercises._compare import expect_tensor, max_difference, same
+from labkit.exercises._compare import expect_tensor, max_difference, same, seeded, seeded_randn
 from labkit.ladder import to_tiny_gpt
 
 
@@ -126,15 +126,9 @@ def _loop(model: nn.Module, get_batch: Callable[[int], tuple[Tensor, Tensor]], s
 
 # --- shared pieces ----------------------------------------------------------------------------------------------
 
-def _fresh(build: Callable[[], Any]) -> Any:
-    """`build()` in a random state of its own (seed 0), leaving the notebook's untouched."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return build()
-
-
 def _module(answer: Callable[..., Any], what: str, *args: int) -> nn.Module:
-    model = _fresh(lambda: answer(*args))
+    with seeded(0):  # the notebook's random state is left as it was
+        model = answer(*args)
     expect(isinstance(model, nn.Module), f"{what} made a {type(model).__name__}, not an nn.Module")
     return model.eval()
 
@@ -148,10 +142,6 @@ def _linear(module: nn.Module, name: str, what: str, shape: tuple[int, int]) -> 
            f"{shape[0]}")
     expect(layer.bias is None, f"{what}.{name} has a bias; build it with bias=False, as TinyGPT's layers are")
     return layer
-
-
-def _x(*shape: int, seed: int = 1) -> Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def _causal(run: Callable[[Tensor], Tensor], x: Tensor, what: str) -> None:
@@ -195,7 +185,7 @@ def check_bigram(answer: Callable[..., Any]) -> None:
                "divided by its sum, times x",
           reference=reference_average_past)
 def check_average_past(answer: Callable[[Tensor], Any]) -> None:
-    x = _x(2, 6, 3)
+    x = seeded_randn(2, 6, 3, seed=1)
     out = expect_tensor(answer(x.clone()), (2, 6, 3), "average_past(x of shape (2, 6, 3))")
     expect(not same(out[:, 0], x.mean(1)),
            "position 0 holds the mean of the whole sequence: it may average only itself and earlier positions")
@@ -218,7 +208,7 @@ def check_average_past(answer: Callable[[Tensor], Any]) -> None:
 def check_head(answer: Callable[..., Any]) -> None:
     head = _module(answer, "Head(12, 4)", 12, 4)
     q, k, v = (_linear(head, name, "Head(12, 4)", (4, 12)) for name in ("query", "key", "value"))
-    x = 3 * _x(2, 6, 12)
+    x = 3 * seeded_randn(2, 6, 12, seed=1)
     with torch.no_grad():
         out = expect_tensor(head(x), (2, 6, 4), "Head(12, 4)(x of shape (2, 6, 12))")
         scores = q(x) @ k(x).transpose(-2, -1)
@@ -250,7 +240,7 @@ def check_multi_head(answer: Callable[..., Any]) -> None:
     expect(isinstance(heads, nn.ModuleList), "MultiHead(12, 3) has no nn.ModuleList named heads")
     expect(len(heads) == 3, f"MultiHead(12, 3) has {len(heads)} heads, expected 3")
     proj = _linear(mh, "proj", "MultiHead(12, 3)", (12, 12))
-    x = _x(2, 6, 12)
+    x = seeded_randn(2, 6, 12, seed=1)
     with torch.no_grad():
         parts = [head(x) for head in heads]
         expect(all(p.shape == (2, 6, 4) for p in parts),
@@ -274,7 +264,7 @@ def check_feed_forward(answer: Callable[..., Any]) -> None:
     ff = _module(answer, "FeedForward(8)", 8)
     up = _linear(ff, "up", "FeedForward(8)", (32, 8))
     down = _linear(ff, "down", "FeedForward(8)", (8, 32))
-    x = 2 * _x(2, 5, 8)
+    x = 2 * seeded_randn(2, 5, 8, seed=1)
     with torch.no_grad():
         out = expect_tensor(ff(x), (2, 5, 8), "FeedForward(8)(x of shape (2, 5, 8))")
         expected = down(F.gelu(up(x)))
@@ -304,8 +294,8 @@ def check_block(answer: Callable[..., Any]) -> None:
     ln1, attn, ln2, ff = parts.values()
     with torch.no_grad():  # non-trivial norms, so that forgetting one shows
         for seed, norm in enumerate((ln1, ln2), start=2):
-            norm.weight.copy_(1 + 0.5 * _x(12, seed=seed))
-    x = 2 * _x(2, 6, 12) + 1
+            norm.weight.copy_(1 + 0.5 * seeded_randn(12, seed=seed))
+    x = 2 * seeded_randn(2, 6, 12, seed=1) + 1
     with torch.no_grad():
         out = expect_tensor(block(x), (2, 6, 12), "Block(12, 3)(x of shape (2, 6, 12))")
         h = x + attn(ln1(x))
@@ -354,7 +344,8 @@ def check_gpt(answer: Callable[..., Any]) -> None:
 
 
 def _tiny_task() -> tuple[nn.Module, Callable[[int], tuple[Tensor, Tensor]]]:
-    model = _fresh(lambda: ReferenceBigram(5))
+    with seeded(0):
+        model = ReferenceBigram(5)
     batches = [torch.randint(5, (2, 3, 6), generator=torch.Generator().manual_seed(s)).unbind() for s in range(4)]
     return model, lambda step: (batches[step][0], batches[step][1])
 

@@ -12,14 +12,7 @@ from torch import Tensor, nn
 
 from labkit.blocks import DecoderBlock, EncoderBlock, count_parameters
 from labkit.exercises import Failed, expect, exercise
-from labkit.exercises._compare import expect_tensor, max_difference, same
-
-
-def _fresh(build: Callable[[], nn.Module]) -> nn.Module:
-    """`build()` in a random state of its own (seed 0): the notebook's random state is left as it was."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return build()
+from labkit.exercises._compare import expect_tensor, max_difference, same, seeded
 
 
 def _random_(module: nn.Module, gen: torch.Generator) -> nn.Module:
@@ -79,8 +72,9 @@ def _step_inputs() -> tuple[Tensor, nn.Linear, nn.LayerNorm]:
     """x (2, 5, 8) off-centre, a Linear sublayer and a LayerNorm, all with random parameters (seed 0)."""
     gen = torch.Generator().manual_seed(0)
     d = 8
-    sublayer = _random_(_fresh(lambda: nn.Linear(d, d)), gen)
-    norm = _random_(_fresh(lambda: nn.LayerNorm(d)), gen)
+    with seeded(0):  # the notebook's random state is left as it was
+        sublayer, norm = nn.Linear(d, d), nn.LayerNorm(d)
+    sublayer, norm = _random_(sublayer, gen), _random_(norm, gen)
     return 2 * torch.randn(2, 5, d, generator=gen) + 1, sublayer, norm
 
 
@@ -157,7 +151,9 @@ def reference_position_wise_ffn(x: Tensor, linear1: nn.Linear, linear2: nn.Linea
 def check_position_wise_ffn(answer: Callable[..., Any]) -> None:
     gen = torch.Generator().manual_seed(0)
     d, d_ff = 8, 32
-    up, down = (_random_(_fresh(lambda: nn.Linear(*sizes)), gen) for sizes in ((d, d_ff), (d_ff, d)))
+    with seeded(0):
+        up, down = nn.Linear(d, d_ff), nn.Linear(d_ff, d)
+    up, down = _random_(up, gen), _random_(down, gen)
     x = torch.randn(2, 5, d, generator=gen)
     with torch.no_grad():
         out = expect_tensor(answer(x.clone(), up, down), (2, 5, d),
@@ -237,7 +233,8 @@ def _decoder_inputs() -> tuple[_PartsOnly, Tensor, Tensor]:
     """A post-LN decoder block (d_model 16, 2 heads, d_ff 32) with its own initial weights and random norms, a target
     y (2, 5, 16) and a memory (2, 7, 16) of another length."""
     gen = torch.Generator().manual_seed(0)
-    block = _fresh(lambda: _PartsOnly(16, 2, 32, activation="gelu").eval())
+    with seeded(0):
+        block = _PartsOnly(16, 2, 32, activation="gelu").eval()
     with torch.no_grad():
         for norm in (block.norm1, block.norm2, block.norm3):  # distinct norms, so that a swap shows
             norm.weight.copy_(0.5 + torch.rand(16, generator=gen))
