@@ -23,6 +23,7 @@ import argparse
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 
 from transformers import Trainer
 
@@ -30,6 +31,7 @@ from labkit.assets import load_model, load_tokenizer
 from labkit.data import NER_TAGS, SST2_LABELS, load_data
 from labkit.device import bf16_is_fast, describe_device, pick_device, set_seed
 from labkit.finetune import data_collator, encode_sentences, encode_tagged, score_dataset
+from labkit.presets import finetune_recipe
 from labkit.trainer_setup import TimeLimit, training_arguments
 from labkit.word_shape import ShapeAwareTagger
 
@@ -56,8 +58,8 @@ def fine_tune(model, train_data, tokenizer, task: str, steps: int, args) -> tupl
     """Train with Trainer for `steps` or `args.minutes`, whichever ends first → (seconds, steps done)."""
     limit = TimeLimit(60 * args.minutes)
     with tempfile.TemporaryDirectory() as runs:
-        trainer = Trainer(model=model, args=training_arguments(runs, steps, batch_size=args.batch_size, lr=args.lr,
-                                                               progress=not args.quiet),
+        recipe = replace(finetune_recipe(steps, batch_size=args.batch_size, lr=args.lr), seed=args.seed)
+        trainer = Trainer(model=model, args=training_arguments(runs, recipe, progress=not args.quiet),
                           train_dataset=train_data, data_collator=data_collator(tokenizer, task), callbacks=[limit])
         start = time.perf_counter()
         trainer.train()

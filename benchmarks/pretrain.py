@@ -22,11 +22,12 @@ import warnings
 from dataclasses import replace
 
 from labkit.assets import load_tokenizer
+from labkit.blocks import count_parameters
 from labkit.device import describe_device, pick_device, set_seed
 from labkit.models import BertConfig, TinyBERT
-from labkit.pretraining import BERT_PRESETS, NSP_CHANCE, evaluate, pretrain, unigram_baseline
+from labkit.presets import PRESETS, get_preset, preset_for
+from labkit.pretraining import NSP_CHANCE, evaluate, pretrain, unigram_baseline
 from labkit.pretraining_data import PretrainingData
-from labkit.train import preset_for
 
 TOP1_RATIO = 2.0
 NSP_TARGET = 0.75
@@ -34,16 +35,16 @@ NSP_TARGET = 0.75
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", choices=sorted(BERT_PRESETS), help="default: the one for this device")
+    parser.add_argument("--preset", choices=sorted(PRESETS["pretraining"]), help="default: the one for this device")
     parser.add_argument("--minutes", type=float, default=10.0, help="training time budget (default 10)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     device = pick_device()
-    preset = args.preset or preset_for(device, BERT_PRESETS)
-    shape, config = BERT_PRESETS[preset]
+    preset = get_preset("pretraining", args.preset) if args.preset else preset_for(device, "pretraining")
+    shape, config = preset.shape, preset.train
     config = replace(config, seed=args.seed, time_limit_s=60 * args.minutes)
-    print(f"device: {describe_device(device)}; preset {preset}: {shape}, {config.steps} steps of "
+    print(f"device: {describe_device(device)}; preset {preset.name}: {shape}, {config.steps} steps of "
           f"{config.batch_size}, lr {config.lr:g}, at most {args.minutes:g} min")
 
     tokenizer = load_tokenizer()
@@ -57,7 +58,7 @@ def main() -> None:
 
     set_seed(args.seed)
     model = TinyBERT(BertConfig(vocab_size=len(tokenizer), **shape))
-    print(f"TinyBERT: {model.num_parameters():,} parameters")
+    print(f"TinyBERT: {count_parameters(model):,} parameters")
     start = time.perf_counter()
     history = pretrain(model, data, config, device=device)
     wall = time.perf_counter() - start

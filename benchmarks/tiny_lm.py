@@ -32,7 +32,8 @@ from labkit.data import load_data
 from labkit.device import describe_device, pick_device, set_seed
 from labkit.models import POSITIONS, GPTConfig, TinyGPT
 from labkit.positional import sinusoidal_table
-from labkit.train import PRESETS, TrainConfig, preset_for, train
+from labkit.presets import PRESETS, TrainConfig, get_preset, preset_for
+from labkit.train import train
 
 TARGET_VAL = 1.60
 MILESTONE_VAL = 1.89
@@ -123,7 +124,7 @@ def run(name: str, model: nn.Module, corpus: CharCorpus, config: TrainConfig, de
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="default: the one for the device")
+    parser.add_argument("--preset", choices=sorted(PRESETS["tiny_gpt"]), help="default: the one for the device")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--minutes", type=float, default=5.0, help="wall-time budget per model")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between validation estimates")
@@ -133,12 +134,12 @@ def main() -> None:
     args = parser.parse_args()
 
     device = pick_device(args.device)
-    preset = args.preset or preset_for(device)
-    shape, config = PRESETS[preset]
+    preset = get_preset("tiny_gpt", args.preset) if args.preset else preset_for(device, "tiny_gpt")
+    shape, config = preset.shape, preset.train
     config = replace(config, eval_every=args.eval_every, eval_batches=10, time_limit_s=60 * args.minutes)
     corpus = CharCorpus.from_text(load_data("tinyshakespeare"))
     gpt_config = GPTConfig(vocab_size=corpus.tokenizer.vocab_size, **shape)
-    print(f"device {describe_device(device)}; preset {preset}: {gpt_config.n_layer} layers, d_model "
+    print(f"device {describe_device(device)}; preset {preset.name}: {gpt_config.n_layer} layers, d_model "
           f"{gpt_config.d_model}, {gpt_config.n_head} heads, block {gpt_config.block_size}; {config.steps} steps of "
           f"batch {config.batch_size}, lr {config.lr:g}; at most {args.minutes:g} min per model; "
           f"{torch.get_num_threads()} CPU threads", flush=True)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.masks import causal_mask, check_mask
+from labkit.modules import eval_mode
 from labkit.positional import RotaryEmbedding, alibi_bias
 from labkit.validate import check_positive_int
 
@@ -280,13 +281,11 @@ def recording_attention(model: nn.Module, layers: Iterable[MultiHeadAttention]) 
     """Inside the block: `model` in eval mode (no dropout, so every row sums to 1) and `layers` on the naive path,
     each keeping its weights in `last_weights`. On exit, also after an exception, both are switched back."""
     layers = list(layers)
-    was_training = model.training
-    model.eval()
     for attn in layers:
         attn.record_weights = True
     try:
-        yield
+        with eval_mode(model):
+            yield
     finally:
-        model.train(was_training)
         for attn in layers:
             attn.record_weights = False

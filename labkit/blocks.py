@@ -297,15 +297,16 @@ _COMPONENTS = (
 )
 
 
-def count_parameters(module: nn.Module, by: str = "child") -> dict[str, int]:
-    """Trainable-or-not parameter counts, each parameter counted once (tied weights too).
-
-    by="child": per named child (`self_attn`, `ff`, `norm1`, ...; "(own)" for parameters set on `module` itself).
+def count_parameters(module: nn.Module, by: str | None = None, *, trainable_only: bool = False) -> int | dict[str, int]:
+    """How many numbers `module` learns, each parameter counted once (tied weights too): the total (by=None), or
+    by="child": per named child (`self_attn`, `ff`, `norm1`, ...; "(own)" for parameters set on `module` itself);
     by="component": per kind of part: attention, feed-forward, norms, embeddings, other.
-    The values always sum to `sum(p.numel() for p in module.parameters())`.
+    The values always sum to the total. trainable_only: only the parameters with requires_grad.
     """
+    if by is None:
+        return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
     if by not in ("child", "component"):
-        raise ValueError(f"by must be 'child' or 'component', got {by!r}")
+        raise ValueError(f"by must be None (the total), 'child' or 'component', got {by!r}")
     kind_of: dict[str, str] = {}  # module name → component, inherited from the nearest known ancestor
     for name, sub in module.named_modules():
         parent = name.rpartition(".")[0] if name else None
@@ -313,6 +314,8 @@ def count_parameters(module: nn.Module, by: str = "child") -> dict[str, int]:
         kind_of[name] = kind or (kind_of.get(parent, "other") if parent is not None else "other")
     counts: dict[str, int] = {}
     for pname, p in module.named_parameters():  # deduplicated: a shared tensor appears once
+        if trainable_only and not p.requires_grad:
+            continue
         owner = pname.rpartition(".")[0]
         key = (pname.partition(".")[0] if owner else "(own)") if by == "child" else kind_of[owner]
         counts[key] = counts.get(key, 0) + p.numel()

@@ -28,6 +28,8 @@ from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 
+from labkit.presets import get_preset
+
 __all__ = ["OK", "WARN", "MISSING", "Check", "Report", "WIDGET_FRONTENDS", "widget_mismatch", "NotebookTime",
            "NOTEBOOK_TIMES", "REFERENCE_PROBE_MS", "speed_probe", "python_checks", "torch_checks", "widget_checks",
            "asset_checks", "run_time_checks", "environment_report", "main"]
@@ -376,29 +378,34 @@ class NotebookTime:
         return self.fast_s + self.training_s
 
 
+def _cpu_minutes(family: str) -> float:
+    return get_preset(family, "cpu").minutes
+
+
 # fast_s: measured headless with nbclient (LABKIT_FAST=1) on the reference machine, 2 CPU cores otherwise idle (the
-# same notebooks took 5 to 15 times longer while other jobs shared the cores). training_s, from the budgets
-# documented beside the presets: labkit.train.PRESETS["cpu"] 4.5 min, and notebook 04's ladder before it (six rungs
-# of 850 steps at half the preset's context) about 2 min; BERT_PRESETS["cpu"] 9.5 min, plus notebook
-# 05's two 400-step MiniLM heads (about 0.15 s a step) and its three models evaluated on every held-out batch
-# (about a minute); notebook 06 with FINETUNE_PRESETS["cpu"] (600 SST-2 steps, twice 450 CoNLL-2003 steps, 600
-# multi-task steps, their evaluations) ran in 654 s in all, in bf16 autocast (the reference CPU has AVX-512 BF16; a
-# CPU without it takes about twice as long for these); notebook 08's 300 SST-2 steps at 0.12 s;
-# SEQ2SEQ_PRESETS["cpu"] about a minute; WORKBENCH_PRESETS["cpu"] about a minute for each of five models. Notebook
-# 07 trains only when notebook 04's checkpoint is missing (4.5 min more).
+# same notebooks took 5 to 15 times longer while other jobs shared the cores). training_s: the `cpu` presets'
+# measured minutes (`labkit.presets`), plus what each notebook trains or scores beside them, measured: notebook 04's
+# ladder (six rungs of 850 steps at half the preset's context) about 2 min; notebook 05's two 400-step MiniLM heads
+# (about 0.15 s a step) and its three models evaluated on every held-out batch (about a minute); notebook 06 trains
+# the sentiment model, the NER tagger twice (plain and with word shapes) and the multi-task model, and its
+# evaluations on the dev sets take about 3 minutes more; notebook 08 trains 300 sentiment steps; notebook 10 five
+# workbench models. Notebook 07 trains only when notebook 04's checkpoint is missing (4.5 min more).
 NOTEBOOK_TIMES: tuple[NotebookTime, ...] = (
     NotebookTime("00-environment-check", 8),
     NotebookTime("01-attention-step-by-step", 4),
     NotebookTime("02-positional-encoding", 5),
     NotebookTime("03-transformer-block", 4),
-    NotebookTime("04-tiny-gpt", 18, 270 + 120),
-    NotebookTime("05-pretraining-objectives", 36, 570 + 2 * 400 * 0.15 + 60),
-    NotebookTime("06-fine-tuning-bert", 108, 654 - 108),
+    NotebookTime("04-tiny-gpt", 18, 60 * _cpu_minutes("tiny_gpt") + 120),
+    NotebookTime("05-pretraining-objectives", 36, 60 * _cpu_minutes("pretraining") + 2 * 400 * 0.15 + 60),
+    NotebookTime("06-fine-tuning-bert", 108, 60 * (_cpu_minutes("sentiment") + 2 * _cpu_minutes("ner")
+                                                   + _cpu_minutes("multitask")) + 180),
     NotebookTime("07-generation", 8),
-    NotebookTime("08-looking-inside", 16, 300 * 0.12),
-    NotebookTime("09-encoder-decoder", 10, 60),
-    NotebookTime("10-positional-workbench", 10, 5 * 60),
+    NotebookTime("08-looking-inside", 16, 60 * _cpu_minutes("sentiment") * 300 / 600),
+    NotebookTime("09-encoder-decoder", 10, 60 * _cpu_minutes("encoder_decoder")),
+    NotebookTime("10-positional-workbench", 10, 5 * 60 * _cpu_minutes("positional_workbench")),
 )
+
+
 # speed_probe() on the reference machine, otherwise idle: the fastest of 15 runs (all within 68 to 72 ms).
 REFERENCE_PROBE_MS = 68.0
 _PROBE_BATCH = 8
@@ -427,10 +434,10 @@ def _fastest_step(seconds: float) -> float:
     import torch.nn.functional as F
 
     from labkit.models import GPTConfig, TinyGPT
-    from labkit.train import PRESETS
+    from labkit.presets import get_preset
 
     torch.manual_seed(0)
-    model = TinyGPT(GPTConfig(vocab_size=65, **PRESETS["cpu"][0]))
+    model = TinyGPT(GPTConfig(vocab_size=65, **get_preset("tiny_gpt", "cpu").shape))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     tokens = torch.randint(0, 65, (_PROBE_BATCH, model.config.block_size + 1))
     x, y = tokens[:, :-1], tokens[:, 1:]
@@ -491,13 +498,13 @@ def environment_report(*, probe: bool = True) -> Report:
         import torch
 
         from labkit.device import pick_device
-        from labkit.train import preset_for
+        from labkit.presets import fast_mode
 
         try:
             device = pick_device()
         except (ValueError, RuntimeError):  # already reported by torch_checks
             device = torch.device("cpu")
-        checks += run_time_checks(speed_probe(), device.type, fast=preset_for(device) == "smoke")
+        checks += run_time_checks(speed_probe(), device.type, fast=fast_mode())
     return Report(tuple(checks))
 
 

@@ -29,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.device import bf16_is_fast
+from labkit.loop import History, run
+from labkit.modules import eval_mode
+from labkit.presets import TrainConfig
 from labkit.validate import check_positive_int
 from labkit.word_shape import ShapeAwareTagger, shape_ids
 
@@ -423,13 +425,8 @@ def _logits(model: nn.Module, inputs: dict[str, Tensor], task: str | None) -> Te
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     inputs = {key: value.to(device) for key, value in inputs.items()}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
             output = model(**inputs) if task is None else model(**inputs, task=task)
-    finally:
-        model.train(was_training)
     return getattr(output, "logits", output)
 
 
@@ -511,18 +508,14 @@ def score_dataset(model: nn.Module, dataset: Dataset, tokenizer: PreTrainedToken
     _check_task(task)
     check_positive_int("batch_size", batch_size)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     logits_list, labels_list = [], []
-    try:
+    with eval_mode(model):
         for batch in _batches(dataset, tokenizer, task, batch_size):
             labels = batch.pop("labels")
             batch = {k: v.to(device) for k, v in batch.items()}
             output = model(**batch) if model_task is None else model(**batch, task=model_task)
             logits_list.append(getattr(output, "logits", output).float().cpu())
             labels_list.append(labels)
-    finally:
-        model.train(was_training)
     if task == "sentence":
         logits, labels = torch.cat(logits_list), torch.cat(labels_list)
         return {"accuracy": accuracy(logits, labels), "predictions": logits.argmax(-1),
@@ -538,38 +531,21 @@ def score_dataset(model: nn.Module, dataset: Dataset, tokenizer: PreTrainedToken
 
 
 def train_multitask(model: MultiTaskModel, sentence_data: Dataset, token_data: Dataset,
-                    tokenizer: PreTrainedTokenizerBase, steps: int, *, batch_size: int = 32, lr: float = 1e-4,
-                    weights: tuple[float, float] = (1.0, 1.0), seed: int = 0, progress: bool = True) -> list[dict]:
-    """Train both heads and the shared encoder together: each step takes one batch of each task and steps AdamW on
-    `multitask_loss`, with `training_arguments`' recipe: warm-up over 6% of the steps, then linear decay to 0, fused
-    AdamW, bf16 autocast where `bf16_is_fast`. Returns one {"step", "sentence", "token"} loss record per step."""
-    from tqdm.auto import tqdm
-
-    check_positive_int("steps", steps)
-    device = next(model.parameters()).device
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, fused=True)
-    bf16 = bf16_is_fast(device)
-    warmup = max(1, round(0.06 * steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / (steps - warmup)))
+                    tokenizer: PreTrainedTokenizerBase, config: TrainConfig, *,
+                    weights: tuple[float, float] = (1.0, 1.0), progress: bool = True) -> History:
+    """Train both heads and the shared encoder together through `labkit.loop.run`: each step takes one batch of
+    `config.batch_size` of each task (shuffled anew every epoch from `config.seed`) and steps fused AdamW on
+    `multitask_loss` (the "multitask" preset: warm-up, then linear decay to 0, bf16 autocast where `bf16_is_fast`).
+    Returns the History: losses "loss", "sentence" and "token", one per step."""
 
     def endless(dataset: Dataset, task: str, offset: int) -> Any:
         for epoch in itertools.count():
-            yield from _batches(dataset, tokenizer, task, batch_size, shuffle_seed=seed + 1000 * epoch + offset)
+            yield from _batches(dataset, tokenizer, task, config.batch_size,
+                                shuffle_seed=config.seed + 1000 * epoch + offset)
 
     sentences, tokens = endless(sentence_data, "sentence", 0), endless(token_data, "token", 1)
-    model.train()
-    history = []
-    for step in tqdm(range(steps), desc="multi-task", disable=not progress):
-        sentence_batch = {k: v.to(device) for k, v in next(sentences).items()}
-        token_batch = {k: v.to(device) for k, v in next(tokens).items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            losses = multitask_loss(model, sentence_batch, token_batch, weights)
-        optimizer.zero_grad()
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        history.append({"step": step + 1, "sentence": losses["sentence"].item(),
-                        "token": losses["token"].item()})
-    return history
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    return run(model, config, batch=lambda step: (next(sentences), next(tokens)),
+               loss=lambda net, both: multitask_loss(net, *both, weights), optimizer=optimizer,
+               tokens=lambda both: sum(int(b["attention_mask"].sum()) for b in both), progress=progress,
+               desc="multi-task")

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from labkit.modules import eval_mode
 from labkit.validate import check_positive_int
 
 __all__ = ["TOP_P_TOLERANCE", "filter_logits", "next_token_distribution", "generate", "GenerationTrace",
@@ -133,13 +134,8 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
 @contextmanager
 def _inference(model: nn.Module) -> Iterator[None]:
     """Eval mode and no gradients inside; the model's own training mode back afterwards, even on an error."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
             yield
-    finally:
-        model.train(was_training)
 
 
 def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:

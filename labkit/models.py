@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from labkit.attention import recording_attention
 from labkit.blocks import EncoderBlock
+from labkit.modules import init_weights
 from labkit.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
 from labkit.validate import check_positive_int
 
@@ -112,32 +113,33 @@ class TinyGPT(nn.Module):
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         if c.tie_head:
             self.lm_head.weight = self.token_emb.weight  # weight tying: one matrix reads and writes tokens
-        self.apply(self._init_weights)
+        self.apply(init_weights)
         # GPT-2: scale the layers that write into the residual stream by 1/√(2·n_layer).
         for block in self.blocks:
             for proj in (block.self_attn.out_proj, block.ff.linear2):
                 nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * c.n_layer))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
 
     def forward(self, idx: Tensor) -> Tensor:
         if idx.dim() != 2 or idx.dtype != torch.long:
             raise ValueError(f"idx must be (batch, seq) token ids of dtype long, got shape {tuple(idx.shape)} "
                              f"and dtype {idx.dtype}")
         self.check_length(idx.shape[1])
-        if not torch.compiler.is_compiling() and idx.numel() and (int(idx.min()) < 0
-                                                                 or int(idx.max()) >= self.config.vocab_size):
-            raise ValueError(f"idx holds token ids from {int(idx.min())} to {int(idx.max())}, outside the vocabulary "
-                             f"0..{self.config.vocab_size - 1} (encoded with another tokenizer?)")
+        if not self.training and not torch.compiler.is_compiling():  # training batches are checked where they start
+            self.check_ids(idx)
         x = self.drop(self.pos_emb(self.token_emb(idx)))  # (batch, seq, d_model)
         for block in self.blocks:
             x = block(x, is_causal=True)
         return self.lm_head(self.norm(x))  # (batch, seq, vocab)
+
+    def check_ids(self, idx: Tensor) -> None:
+        """Raise ValueError if `idx` holds an id outside the vocabulary. It reads the ids' range back from the
+        device, so the forward pass calls it in eval mode only (not on every training step)."""
+        if not idx.numel():
+            return
+        low, high = (int(v) for v in torch.aminmax(idx))
+        if low < 0 or high >= self.config.vocab_size:
+            raise ValueError(f"idx holds token ids from {low} to {high}, outside the vocabulary "
+                             f"0..{self.config.vocab_size - 1} (encoded with another tokenizer?)")
 
     def check_length(self, seq: int) -> None:
         """Raise ValueError, saying why and what to do, if the model cannot run on `seq` tokens (past max_len)."""
@@ -161,9 +163,6 @@ class TinyGPT(nn.Module):
         with recording_attention(self, attentions):
             self(idx)
             return torch.stack([attn.last_weights for attn in attentions])
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 @dataclass(frozen=True)
@@ -197,18 +196,6 @@ class BertConfig:
         return asdict(self)
 
 
-def _bert_init(module: nn.Module) -> None:
-    """BERT's initialisation: every weight matrix and embedding N(0, 0.02²), biases 0, LayerNorms 1 and 0."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-    if isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
 class MaskedLMHead(nn.Module):
     """hidden (n, d_model) → logits (n, vocab): dense → GELU → LayerNorm → decoder tied to the word embeddings.
 
@@ -231,7 +218,7 @@ class MaskedLMHead(nn.Module):
         self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.decoder = nn.Linear(d_model, vocab_size)
         self.decoder.weight = embedding.weight  # tied: one matrix reads tokens in and scores them out
-        _bert_init(self.dense)
+        init_weights(self.dense)
         nn.init.zeros_(self.decoder.bias)
 
     def forward(self, hidden: Tensor) -> Tensor:
@@ -248,7 +235,7 @@ class NSPHead(nn.Module):
         check_positive_int("d_model", d_model)
         self.pooler = nn.Linear(d_model, d_model)
         self.classifier = nn.Linear(d_model, 2)
-        self.apply(_bert_init)
+        self.apply(init_weights)
 
     def forward(self, hidden: Tensor) -> Tensor:
         if hidden.dim() != 3:
@@ -291,7 +278,7 @@ class TinyBERT(nn.Module):
         self.norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.norm_first else nn.Identity()
         self.mlm_head = MaskedLMHead(c.d_model, c.vocab_size, self.token_emb, layer_norm_eps=c.layer_norm_eps)
         self.nsp_head = NSPHead(c.d_model)
-        self.apply(_bert_init)
+        self.apply(init_weights)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None) -> Tensor:
@@ -316,6 +303,3 @@ class TinyBERT(nn.Module):
         for block in self.blocks:
             x = block(x, mask)
         return self.norm(x)  # (batch, seq, d_model)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

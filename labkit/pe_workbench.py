@@ -18,34 +18,25 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from labkit.blocks import count_parameters
 from labkit.corpus import CharCorpus
 from labkit.device import pick_device, set_seed
+from labkit.loop import History
 from labkit.models import POSITIONS, GPTConfig, TinyGPT, check_position
-from labkit.train import History, TrainConfig, preset_for, train
+from labkit.modules import eval_mode
+from labkit.presets import Preset, preset_for
+from labkit.train import train
 from labkit.validate import check_positive_int
 
-__all__ = ["WORKBENCH_PRESETS", "VariantRun", "VariantResult", "train_variant", "loss_by_position",
+__all__ = ["VariantRun", "VariantResult", "train_variant", "loss_by_position",
            "mean_loss_up_to", "evaluate_variant", "compare_positions"]
-
-# name → (model shape without the vocabulary, training config), as `labkit.train.PRESETS`. Smaller than TinyGPT's
-# presets, since five models train one after the other: "cpu" takes about a minute per variant on 2 cores.
-WORKBENCH_PRESETS: dict[str, tuple[dict, TrainConfig]] = {
-    "cpu": (dict(block_size=64, n_layer=3, n_head=4, d_model=96),
-            TrainConfig(steps=700, batch_size=32, lr=4e-3, min_lr=3e-4, warmup_steps=50, eval_every=100,
-                        eval_batches=8)),
-    # Seconds per variant: for tests and fast mode. It trains for real, just not for long.
-    "smoke": (dict(block_size=32, n_layer=2, n_head=4, d_model=64),
-              TrainConfig(steps=150, batch_size=16, lr=4e-3, min_lr=3e-4, warmup_steps=15, eval_every=50,
-                          eval_batches=4)),
-}
-
 
 @dataclass
 class VariantRun:
@@ -62,22 +53,22 @@ class VariantRun:
         return self.history.eval_val[-1]
 
 
-def train_variant(position: str, corpus: CharCorpus, preset: str | None = None, *,
-                  presets: Mapping[str, tuple[dict, TrainConfig]] = WORKBENCH_PRESETS,
+def train_variant(position: str, corpus: CharCorpus, preset: Preset | None = None, *,
                   device: torch.device | None = None, on_eval: Callable[[History], None] | None = None,
                   progress: bool = True) -> VariantRun:
-    """Train a TinyGPT with `GPTConfig.position = position` on `corpus` under `presets[preset]` (default: the
-    preset for the device, "smoke" under LABKIT_FAST=1). Same shape, seed, batches and steps for every position."""
+    """Train a TinyGPT with `GPTConfig.position = position` on `corpus` under `preset` (default: the
+    "positional_workbench" preset for the device, "smoke" under LABKIT_FAST=1). Same shape, seed, batches and steps
+    for every position."""
     check_position("position", position)
     device = device or pick_device()
-    preset = preset or preset_for(device, presets)
-    if preset not in presets:
-        raise ValueError(f"preset must be one of {', '.join(map(repr, presets))}, got {preset!r}")
-    shape, config = presets[preset]
-    set_seed(config.seed)  # the same random state before every variant's initialisation
-    model = TinyGPT(GPTConfig(vocab_size=corpus.tokenizer.vocab_size, position=position, **shape))
-    history = train(model, corpus, config, device=device, on_eval=on_eval, progress=progress)
-    return VariantRun(position, model.eval(), history, preset)
+    preset = preset or preset_for(device, "positional_workbench")
+    if not isinstance(preset, Preset):
+        raise TypeError(f"preset must be a labkit.presets.Preset (e.g. preset_for(device, 'positional_workbench')), "
+                        f"got {type(preset).__name__}")
+    set_seed(preset.train.seed)  # the same random state before every variant's initialisation
+    model = TinyGPT(GPTConfig(vocab_size=corpus.tokenizer.vocab_size, position=position, **preset.shape))
+    history = train(model, corpus, preset.train, device=device, on_eval=on_eval, progress=progress)
+    return VariantRun(position, model.eval(), history, preset.name)
 
 
 @torch.no_grad()
@@ -91,16 +82,14 @@ def loss_by_position(model: TinyGPT, corpus: CharCorpus, seq_len: int, batches: 
     check_positive_int("batch_size", batch_size)
     model.check_length(seq_len)  # before any window is drawn
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     generator = torch.Generator().manual_seed(seed)
     total = torch.zeros(seq_len, dtype=torch.float64)
-    for _ in range(batches):
-        x, y = corpus.batch("val", batch_size, seq_len, generator=generator, device=device)
-        logits = model(x)  # (batch, seq_len, vocab)
-        losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")  # (batch · seq_len,)
-        total += losses.view(batch_size, seq_len).sum(0).double().cpu()
-    model.train(was_training)
+    with eval_mode(model):
+        for _ in range(batches):
+            x, y = corpus.batch("val", batch_size, seq_len, generator=generator, device=device)
+            logits = model(x)  # (batch, seq_len, vocab)
+            losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")  # (batch·seq,)
+            total += losses.view(batch_size, seq_len).sum(0).double().cpu()
     return (total / (batches * batch_size)).float()
 
 
@@ -150,14 +139,12 @@ def evaluate_variant(run: VariantRun, corpus: CharCorpus, factors: Sequence[int]
     curve = loss_by_position(run.model, corpus, reach, batches, batch_size=batch_size, seed=seed).tolist()
     curve += [math.nan] * (longest - reach)
     loss_at = {f: mean_loss_up_to(curve, f * block_size) if f * block_size <= reach else None for f in factors}
-    return VariantResult(run.position, block_size, run.model.num_parameters(), run.history.elapsed_s, run.val_loss,
+    return VariantResult(run.position, block_size, count_parameters(run.model), run.history.elapsed_s, run.val_loss,
                          curve, loss_at)
 
 
-def compare_positions(corpus: CharCorpus, preset: str | None = None, positions: Sequence[str] = POSITIONS,
-                      factors: Sequence[int] = (1, 2, 4), *,
-                      presets: Mapping[str, tuple[dict, TrainConfig]] = WORKBENCH_PRESETS,
-                      device: torch.device | None = None, batches: int = 8, batch_size: int = 16,
+def compare_positions(corpus: CharCorpus, preset: Preset | None = None, positions: Sequence[str] = POSITIONS,
+                      factors: Sequence[int] = (1, 2, 4), *, device: torch.device | None = None, batches: int = 8, batch_size: int = 16,
                       progress: bool = True) -> dict[str, VariantResult]:
     """Train and measure every position scheme in `positions` under one preset: position → VariantResult."""
     for position in positions:
@@ -166,7 +153,7 @@ def compare_positions(corpus: CharCorpus, preset: str | None = None, positions: 
     results = {}
     for position in positions:
         start = time.perf_counter()
-        run = train_variant(position, corpus, preset, presets=presets, device=device, progress=progress)
+        run = train_variant(position, corpus, preset, device=device, progress=progress)
         results[position] = evaluate_variant(run, corpus, factors, batches=batches, batch_size=batch_size)
         if progress:
             print(f"{position:>10}: val loss {run.val_loss:.3f}, {time.perf_counter() - start:.0f} s")

@@ -14,46 +14,25 @@ carry `mlm_head` and `nsp_head`, so `pretrain`, `evaluate` and `fill_mask` take 
 from __future__ import annotations
 
 import itertools
-import math
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from labkit.checkpoint import load_checkpoint, restore_model, save_checkpoint
+from labkit.checkpoint import load_checkpoint, restore_model
+from labkit.loop import History, autocast, batch_generator, run
 from labkit.models import BertConfig, MaskedLMHead, NSPHead, TinyBERT
+from labkit.modules import eval_mode
+from labkit.presets import TrainConfig
 from labkit.pretraining_data import IGNORE
-from labkit.train import (TrainConfig, autocast, batch_generator, interrupt_notice, lr_at, make_optimizer,
-                          optimizer_step)
 
-__all__ = ["IGNORE", "NSP_CHANCE", "BERT_SPECIAL_IDS", "BERT_PRESETS", "pretraining_loss", "evaluate", "unigram_baseline",
+__all__ = ["IGNORE", "NSP_CHANCE", "BERT_SPECIAL_IDS", "pretraining_loss", "evaluate", "unigram_baseline",
            "PretrainHistory", "pretrain", "load_pretrained", "fill_mask", "EncoderWithMLMHead"]
 
 NSP_CHANCE = 0.5  # NSP accuracy of a coin flip (pairs are IsNext or NotNext half the time each)
 BERT_SPECIAL_IDS = (0, 100, 101, 102, 103)  # [PAD] [UNK] [CLS] [SEP] [MASK] in the uncased WordPiece vocabulary
-
-# name → (TinyBERT shape without the vocabulary, training config); pick one with `labkit.train.preset_for(device,
-# BERT_PRESETS)`. Pre-LN blocks: with post-LN (BERT's own) a tiny model sat on the unigram plateau for the whole of a
-# 10-minute CPU run, while pre-LN at lr 1e-3 left it within 500 steps.
-BERT_PRESETS: dict[str, tuple[dict, TrainConfig]] = {
-    # about 9.5 minutes on 2 CPU cores (0.14 s a step)
-    "cpu": (dict(max_len=64, n_layer=4, n_head=4, d_model=128, norm_first=True),
-            TrainConfig(steps=4000, batch_size=64, lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.01,
-                        eval_every=500, eval_batches=40)),
-    "cuda": (dict(max_len=64, n_layer=6, n_head=8, d_model=256, norm_first=True),
-             TrainConfig(steps=6000, batch_size=256, lr=1e-3, min_lr=1e-4, warmup_steps=300, weight_decay=0.01,
-                         eval_every=500, eval_batches=40)),
-    # seconds anywhere: for tests and CI's fast mode (LABKIT_FAST=1); it trains for real, just not for long
-    "smoke": (dict(max_len=64, n_layer=2, n_head=2, d_model=64, norm_first=True),
-              TrainConfig(steps=150, batch_size=32, lr=2e-3, min_lr=2e-4, warmup_steps=20, weight_decay=0.01,
-                          eval_every=50, eval_batches=4)),
-}
-
 
 def _outputs(model: nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """One forward pass, heads on the labelled places only: MLM logits (n_masked, vocab) with their targets
@@ -99,12 +78,10 @@ def evaluate(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], *, devic
     pairs, nsp_accuracy and nsp_loss are nan.
     """
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     top1 = top5 = masked = 0
     nsp_correct = pairs = 0
     mlm_sum = nsp_sum = 0.0
-    try:
+    with eval_mode(model):
         for batch in batches:
             with autocast(device, bf16):
                 out = _outputs(model, _to(batch, device))
@@ -119,8 +96,6 @@ def evaluate(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], *, devic
                 nsp_correct += (out["nsp_logits"].argmax(-1) == out["nsp_targets"]).sum().item()
                 nsp_sum += F.cross_entropy(out["nsp_logits"], out["nsp_targets"], reduction="sum").item()
                 pairs += out["nsp_targets"].numel()
-    finally:
-        model.train(was_training)
     if not masked:
         raise ValueError("the held-out batches have no masked token (every mlm_labels is -100): nothing to score")
     nan = float("nan")
@@ -163,99 +138,56 @@ def unigram_baseline(token_counts: Tensor | Sequence[int] | Mapping[int, int],
     return {"top1": top1 / masked, "top5": top5 / masked}
 
 
-@dataclass
-class PretrainHistory:
-    """What a pretraining run measured: per-step MLM and NSP losses, periodic held-out scores, speed."""
+class PretrainHistory(History):
+    """What a pretraining run measured (`labkit.loop.History`), under the names notebook 05 reads: per step the MLM
+    and NSP losses (NSP nan on a step without sentence pairs), per evaluation the held-out scores of `evaluate`."""
 
-    step: int = 0
-    mlm_loss: list[float] = field(default_factory=list)  # one per step
-    nsp_loss: list[float] = field(default_factory=list)  # one per step (nan for a step without sentence pairs)
-    eval_steps: list[int] = field(default_factory=list)
-    eval_top1: list[float] = field(default_factory=list)  # held-out masked-token accuracy
-    eval_top5: list[float] = field(default_factory=list)
-    eval_nsp_accuracy: list[float] = field(default_factory=list)
-    eval_mlm_loss: list[float] = field(default_factory=list)
-    eval_nsp_loss: list[float] = field(default_factory=list)
-    tokens_per_s: float = 0.0  # real (unpadded) tokens
-    elapsed_s: float = 0.0
-    interrupted: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    mlm_loss = property(lambda self: self.losses.get("mlm", []), doc="masked-LM loss, one per step")
+    nsp_loss = property(lambda self: self.losses.get("nsp", []), doc="NSP loss, one per step (nan: no pairs)")
+    eval_top1 = property(lambda self: self.evals.get("top1", []), doc="held-out masked-token accuracy")
+    eval_top5 = property(lambda self: self.evals.get("top5", []), doc="held-out top-5 masked-token accuracy")
+    eval_nsp_accuracy = property(lambda self: self.evals.get("nsp_accuracy", []), doc="held-out NSP accuracy")
+    eval_mlm_loss = property(lambda self: self.evals.get("mlm_loss", []), doc="held-out masked-LM loss")
+    eval_nsp_loss = property(lambda self: self.evals.get("nsp_loss", []), doc="held-out NSP loss")
 
 
-def _model_config(model: nn.Module) -> dict | None:
-    config = getattr(model, "config", None)
-    return config.to_dict() if isinstance(config, BertConfig) else None
+def _step_losses(model: nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The training step's losses: the sum to train on, the MLM part, and the NSP part only when the batch has
+    sentence pairs (the loop records a part left out as nan, and the progress bar skips it)."""
+    out = _outputs(model, batch)
+    mlm = _cross_entropy(out["mlm_logits"], out["mlm_targets"])
+    if "nsp_logits" not in out or not out["nsp_targets"].numel():
+        return {"loss": mlm, "mlm": mlm}
+    nsp = _cross_entropy(out["nsp_logits"], out["nsp_targets"])
+    return {"loss": mlm + nsp, "mlm": mlm, "nsp": nsp}
+
+
+def _real_tokens(batch: Mapping[str, Tensor]) -> int:
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
 
 
 def pretrain(model: nn.Module, data, config: TrainConfig, *, device: torch.device | None = None,
              on_eval: Callable[[PretrainHistory], None] | None = None, progress: bool = True,
-             checkpoint: str | os.PathLike | None = None) -> PretrainHistory:
+             checkpoint: str | os.PathLike | None = None, resume: bool = False) -> PretrainHistory:
     """Train `model` on MLM + NSP from `data` (a `labkit.pretraining_data.PretrainingData`: `batch(split,
-    batch_size, generator)` and `heldout_batches(batch_size)`); return its PretrainHistory.
+    batch_size, generator)` and `heldout_batches(batch_size)`) with `labkit.loop.run`; return its PretrainHistory.
 
-    The loop is `labkit.train.train`'s: warmup + cosine lr, AdamW (decay on matrices), gradient clipping, bf16
-    autocast on CUDA, batch `step` drawn from a generator seeded by (seed, step). Every `eval_every` steps, at the
-    end, and when `time_limit_s` runs out: `evaluate` on the first `eval_batches` held-out batches, a checkpoint
-    (safetensors, atomic) when `checkpoint` is given, then `on_eval(history)`. KeyboardInterrupt stops cleanly and
-    returns the History so far with `interrupted=True`.
+    Batch `step` is drawn from a generator seeded by (seed, step). Every `eval_every` steps, at the end, and when
+    `time_limit_s` runs out: `evaluate` on the first `eval_batches` held-out batches, a checkpoint (safetensors,
+    atomic) when `checkpoint` is given, then `on_eval(history)`. resume=True continues from the checkpoint exactly.
+    KeyboardInterrupt stops cleanly and returns the History so far with `interrupted=True`.
     """
     device = device or next(model.parameters()).device
-    model.to(device)
-    optimizer = make_optimizer(model, config)
     heldout = list(itertools.islice(data.heldout_batches(config.batch_size), config.eval_batches))
-    history = PretrainHistory()
-    net = torch.compile(model) if config.compile else model  # attributes (the heads) pass through to `model`
-
-    def evaluate_and_save() -> None:
-        scores = evaluate(model, heldout, device=device, bf16=config.bf16)
-        history.eval_steps.append(history.step)
-        history.eval_top1.append(scores["top1"])
-        history.eval_top5.append(scores["top5"])
-        history.eval_nsp_accuracy.append(scores["nsp_accuracy"])
-        history.eval_mlm_loss.append(scores["mlm_loss"])
-        history.eval_nsp_loss.append(scores["nsp_loss"])
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, model_config=_model_config(model),
-                            train_config=asdict(config), history=history.to_dict())
-        if on_eval is not None:
-            on_eval(history)
-
-    model.train()
-    bar = tqdm(total=config.steps, desc="pretraining", disable=not progress)
-    start, tokens = time.perf_counter(), 0
-    try:
-        while history.step < config.steps:
-            step = history.step
-            batch = _to(data.batch("train", config.batch_size, generator=batch_generator(config.seed, step)), device)
-            with autocast(device, config.bf16):
-                losses = pretraining_loss(net, batch)
-            losses["loss"].backward()
-            optimizer_step(model, optimizer, lr_at(step, config), config.grad_clip)
-            history.mlm_loss.append(losses["mlm"].item())
-            pairs = "nsp_labels" in batch and bool((batch["nsp_labels"] != IGNORE).any())
-            history.nsp_loss.append(losses["nsp"].item() if pairs else math.nan)
-            history.step += 1
-            mask = batch.get("attention_mask")
-            tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
-            elapsed = time.perf_counter() - start
-            history.tokens_per_s, history.elapsed_s = tokens / elapsed, elapsed
-            bar.update(1)
-            bar.set_postfix(mlm=f"{history.mlm_loss[-1]:.3f}", nsp=f"{history.nsp_loss[-1]:.3f}",
-                            lr=f"{lr_at(step, config):.1e}")
-            out_of_time = config.time_limit_s is not None and elapsed >= config.time_limit_s
-            if history.step % config.eval_every == 0 or history.step == config.steps or out_of_time:
-                evaluate_and_save()
-            if out_of_time:
-                print(f"time limit of {config.time_limit_s:g} s reached at step {history.step}")
-                break
-    except KeyboardInterrupt:
-        history.interrupted = True
-        print(interrupt_notice(history.step, history.eval_steps, checkpoint))
-    finally:
-        bar.close()
-    return history
+    config_of = getattr(model, "config", None)
+    return run(model, config, batch=lambda step: data.batch("train", config.batch_size,
+                                                            generator=batch_generator(config.seed, step)),
+               loss=_step_losses, tokens=_real_tokens,
+               evaluate=lambda: evaluate(model, heldout, device=device, bf16=config.bf16), device=device,
+               checkpoint=checkpoint, resume=resume,
+               model_config=config_of if isinstance(config_of, BertConfig) else None,
+               history_type=PretrainHistory, on_eval=on_eval, progress=progress, desc="pretraining")
 
 
 def load_pretrained(path: str | os.PathLike, device: torch.device | str | None = None) -> TinyBERT:
@@ -293,9 +225,7 @@ def fill_mask(model: nn.Module, tokenizer, text: str, top_k: int = 5) -> list[tu
         raise ValueError(f"the tokenizer turned {mask_token} in {text!r} into {len(position)} mask tokens, not 1")
     position = position.item()
     enc = {k: v.to(device) for k, v in enc.items()}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         if hasattr(model, "mlm_head"):  # labkit: hidden states, then the head on the one masked position
             hidden = model(ids, enc.get("token_type_ids"), enc.get("attention_mask"))
             logits = model.mlm_head(hidden[0, position][None])[0]  # (vocab,)
@@ -304,8 +234,6 @@ def fill_mask(model: nn.Module, tokenizer, text: str, top_k: int = 5) -> list[tu
         else:
             raise TypeError(f"fill_mask needs a model with a masked-LM head (TinyBERT, EncoderWithMLMHead or a "
                             f"Hugging Face *ForMaskedLM), got {type(model).__name__}")
-    finally:
-        model.train(was_training)
     probs = logits.float().softmax(-1)
     best = probs.topk(min(top_k, probs.numel()))
     tokens = tokenizer.convert_ids_to_tokens(best.indices.tolist())
@@ -357,6 +285,3 @@ class EncoderWithMLMHead(nn.Module):
             attention_mask = attention_mask.long()
         out = self.encoder(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
         return out.last_hidden_state
-
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -20,9 +20,8 @@ and the loss ignores them.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -34,13 +33,15 @@ from tqdm.auto import tqdm
 from labkit.attention import recording_attention
 from labkit.blocks import DecoderBlock, EncoderBlock
 from labkit.device import one_cpu_thread
+from labkit.loop import History, batch_generator, run
+from labkit.modules import eval_mode
 from labkit.positional import SinusoidalPositionalEncoding
-from labkit.train import History, TrainConfig, batch_generator, lr_at, make_optimizer, optimizer_step
-from labkit.translation_data import (BOS_ID, EOS_ID, PAD_ID, Pair, TranslationData, Vocab, bleu, collate,
+from labkit.presets import TrainConfig
+from labkit.translation_data import (BOS_ID, EOS_ID, PAD_ID, Batch, Pair, TranslationData, Vocab, bleu, collate,
                                      exact_match, source_tokens)
 from labkit.validate import check_positive_int
 
-__all__ = ["Seq2SeqConfig", "EncoderDecoder", "Seq2SeqPreset", "SEQ2SEQ_PRESETS", "shift_right",
+__all__ = ["Seq2SeqConfig", "EncoderDecoder", "shift_right",
            "teacher_forcing_loss", "greedy_decode", "Hypothesis", "beam_search", "length_normalised",
            "sequence_log_prob", "cross_attention", "encode_source", "estimate_losses",
            "train_seq2seq", "Scores", "evaluate"]
@@ -151,32 +152,6 @@ class EncoderDecoder(nn.Module):
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         memory, mask = self.encode(src)
         return self.decode(tgt_in, memory, mask)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-
-# ----------------------------------------------------------------------------- presets
-
-
-class Seq2SeqPreset(NamedTuple):
-    """A model shape (Seq2SeqConfig fields without the vocabularies), a training config and the data's size."""
-
-    shape: dict
-    train: TrainConfig
-    n_train: int
-    n_heldout: int
-
-
-# `labkit.train.preset_for(device, SEQ2SEQ_PRESETS)` picks one: smoke under LABKIT_FAST=1, else cpu (this model is
-# small enough that a GPU gains little over it).
-SEQ2SEQ_PRESETS: dict[str, Seq2SeqPreset] = {
-    "cpu": Seq2SeqPreset(dict(), TrainConfig(steps=1200, batch_size=64, lr=3e-3, min_lr=1e-4, warmup_steps=100,
-                                             weight_decay=0.01, eval_every=100, eval_batches=4), 20000, 500),
-    "smoke": Seq2SeqPreset(dict(d_ff=128),
-                           TrainConfig(steps=150, batch_size=32, lr=3e-3, min_lr=3e-4, warmup_steps=15,
-                                       weight_decay=0.01, eval_every=50, eval_batches=2), 2000, 100),
-}
 
 
 # ----------------------------------------------------------------------------- teacher forcing
@@ -328,69 +303,39 @@ def encode_source(text: str, source: Vocab, device: torch.device | str | None = 
 @torch.no_grad()
 def estimate_losses(model: EncoderDecoder, data: TranslationData, batch_size: int, batches: int, seed: int = 0,
                     device: torch.device | None = None) -> dict[str, float]:
-    """Mean teacher-forcing loss over `batches` random batches of each split (the same batches for a seed)."""
+    """Mean teacher-forcing loss over `batches` random batches of each split (the same batches for a seed), in eval
+    mode: {"train": …, "val": …} (val: the held-out split)."""
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     out = {}
-    for split in ("train", "heldout"):
-        gen = torch.Generator().manual_seed(seed + 12345)
-        losses = [teacher_forcing_loss(model, *(t.to(device) for t in data.batch(split, batch_size, gen))).item()
-                  for _ in range(batches)]
-        out[split] = sum(losses) / len(losses)
-    model.train(was_training)
+    with eval_mode(model):
+        for name, split in (("train", "train"), ("val", "heldout")):
+            gen = torch.Generator().manual_seed(seed + 12345)
+            losses = [teacher_forcing_loss(model, *(t.to(device) for t in data.batch(split, batch_size, gen)))
+                      for _ in range(batches)]
+            out[name] = torch.stack(losses).mean().item()
     return out
 
 
 def train_seq2seq(model: EncoderDecoder, data: TranslationData, config: TrainConfig, *,
                   device: torch.device | None = None, on_eval: Callable[[History], None] | None = None,
-                  progress: bool = True) -> History:
-    """Train with teacher forcing (AdamW, warm-up + cosine decay, clipping: `labkit.train`'s recipe) and return
-    the History; `eval_val` holds the held-out loss. on_eval gets the History after every evaluation (e.g.
-    `LossPlot().update`). KeyboardInterrupt stops cleanly and returns the History with `interrupted=True`."""
+                  checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> History:
+    """Train with teacher forcing through `labkit.loop.run` (AdamW, warm-up + cosine decay, clipping, checkpoints)
+    and return the History; evals "train" and "val" (the held-out split) are `estimate_losses`. on_eval gets the
+    History after every evaluation (e.g. `LossPlot().update`). KeyboardInterrupt stops cleanly and returns the
+    History with `interrupted=True`. Runs on one CPU thread on the CPU (`one_cpu_thread`: the model is small)."""
     device = device or next(model.parameters()).device
-    model.to(device)
-    optimizer = make_optimizer(model, config)
-    history = History()
 
-    def evaluate_now() -> None:
-        losses = estimate_losses(model, data, config.batch_size, config.eval_batches, config.seed, device)
-        history.eval_steps.append(history.step)
-        history.eval_train.append(losses["train"])
-        history.eval_val.append(losses["heldout"])
-        if on_eval is not None:
-            on_eval(history)
+    def batch(step: int) -> Batch:
+        return data.batch("train", config.batch_size, batch_generator(config.seed, step))
 
-    model.train()
-    bar = tqdm(total=config.steps, desc="training", disable=not progress)
-    start, tokens = time.perf_counter(), 0
-    try:
-        with one_cpu_thread(device):
-            while history.step < config.steps:
-                step = history.step
-                batch = data.batch("train", config.batch_size, batch_generator(config.seed, step))
-                src, tgt = batch.src.to(device), batch.tgt.to(device)
-                loss = teacher_forcing_loss(model, src, tgt)
-                loss.backward()
-                optimizer_step(model, optimizer, lr_at(step, config), config.grad_clip)
-                history.train_loss.append(loss.item())
-                history.step += 1
-                tokens += int((tgt[:, 1:] != PAD_ID).sum())
-                history.elapsed_s = time.perf_counter() - start
-                history.tokens_per_s = tokens / history.elapsed_s
-                bar.update(1)
-                bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", lr=f"{lr_at(step, config):.1e}")
-                out_of_time = config.time_limit_s is not None and history.elapsed_s >= config.time_limit_s
-                if history.step % config.eval_every == 0 or history.step == config.steps or out_of_time:
-                    evaluate_now()
-                if out_of_time:
-                    print(f"time limit of {config.time_limit_s:g} s reached at step {history.step}")
-                    break
-    except KeyboardInterrupt:
-        history.interrupted = True
-        print(f"interrupted at step {history.step}")
-    finally:
-        bar.close()
+    def evaluate() -> dict[str, float]:
+        return estimate_losses(model, data, config.batch_size, config.eval_batches, config.seed, device)
+
+    with one_cpu_thread(device):
+        history = run(model, config, batch=batch, loss=lambda net, b: teacher_forcing_loss(net, b.src, b.tgt),
+                      tokens=lambda b: int((b.tgt[:, 1:] != PAD_ID).sum()), evaluate=evaluate, device=device,
+                      checkpoint=checkpoint, resume=resume, model_config=model.config, on_eval=on_eval,
+                      progress=progress)
     model.eval()
     return history
 
@@ -417,10 +362,8 @@ def evaluate(model: EncoderDecoder, pairs: Sequence[Pair], source: Vocab, target
         raise ValueError("pairs is empty: nothing to evaluate")
     check_positive_int("batch_size", batch_size)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     predictions: list[str] = []
-    with one_cpu_thread(device):
+    with one_cpu_thread(device), eval_mode(model):
         if beam_width is None:
             for start in tqdm(range(0, len(pairs), batch_size), desc="greedy", disable=not progress):
                 src = collate(pairs[start:start + batch_size], source, target).src.to(device)
@@ -429,6 +372,5 @@ def evaluate(model: EncoderDecoder, pairs: Sequence[Pair], source: Vocab, target
             for pair in tqdm(pairs, desc=f"beam {beam_width}", disable=not progress):
                 best = beam_search(model, encode_source(pair.source, source, device), beam_width, alpha=alpha)[0]
                 predictions.append("".join(target.decode(best.tokens)))
-    model.train(was_training)
     references = [p.target for p in pairs]
     return Scores(exact_match(predictions, references), bleu(predictions, references), predictions)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import torch
 
-from labkit import (attention_stats, checkpoint, corpus, data, device, finetune, generate, masks, pe_workbench,
-                    pretraining_data, seq2seq, train, translation_data)
+from labkit import (attention_stats, checkpoint, corpus, data, device, finetune, generate, loop, masks, pe_workbench,
+                    presets, pretraining_data, seq2seq, train, translation_data)
 from labkit.attention import MultiHeadAttention, fast_attention, naive_attention, split_heads
 from labkit.check import check_close
 from labkit.exercises import check
@@ -28,7 +28,7 @@ from labkit.viz.training import LossPlot, PretrainingPlot
 
 NAN, INF = float("nan"), float("inf")
 TOKENIZER = corpus.CharTokenizer.from_text("hello world")
-MODEL = TinyGPT(GPTConfig(vocab_size=TOKENIZER.vocab_size, block_size=16, n_layer=1, n_head=1, d_model=8))
+MODEL = TinyGPT(GPTConfig(vocab_size=TOKENIZER.vocab_size, block_size=16, n_layer=1, n_head=1, d_model=8)).eval()
 TEXT_CORPUS = corpus.CharCorpus.from_text("hello world " * 40)
 SOURCE, TARGET = translation_data.source_vocab(), translation_data.target_vocab()
 SEQ2SEQ = seq2seq.EncoderDecoder(seq2seq.Seq2SeqConfig(src_vocab_size=len(SOURCE.tokens),
@@ -169,13 +169,15 @@ CASES: list[Case] = [
     ("a text prompt longer than the context", lambda: generate.sample_text(MODEL, TOKENIZER, "hello " * 4, 3, 16),
      ValueError, "more than the model's block_size=16"),
     # training
-    ("0 steps", lambda: train.TrainConfig(steps=0), ValueError, "steps must be a positive int, got 0"),
-    ("a NaN learning rate", lambda: train.TrainConfig(lr=NAN), ValueError, "0 < min_lr <= lr"),
-    ("a negative learning rate", lambda: train.TrainConfig(lr=-1.0, min_lr=-2.0), ValueError, "0 < min_lr <= lr"),
-    ("0 evaluation batches", lambda: train.TrainConfig(eval_batches=0), ValueError, "eval_batches"),
-    ("a negative time limit", lambda: train.TrainConfig(time_limit_s=-1), ValueError, "time_limit_s must be None"),
-    ("gradient clipping at 0", lambda: train.TrainConfig(grad_clip=0), ValueError, "grad_clip > 0"),
-    ("a negative step", lambda: train.lr_at(-5, train.TrainConfig()), ValueError, "step must be an int >= 0"),
+    ("0 steps", lambda: presets.TrainConfig(steps=0), ValueError, "steps must be a positive int, got 0"),
+    ("a NaN learning rate", lambda: presets.TrainConfig(lr=NAN), ValueError, "0 <= min_lr <= lr"),
+    ("a negative learning rate", lambda: presets.TrainConfig(lr=-1.0, min_lr=-2.0), ValueError,
+     "0 <= min_lr <= lr"),
+    ("0 evaluation batches", lambda: presets.TrainConfig(eval_batches=0), ValueError, "eval_batches"),
+    ("a negative time limit", lambda: presets.TrainConfig(time_limit_s=-1), ValueError,
+     "time_limit_s must be None"),
+    ("gradient clipping at 0", lambda: presets.TrainConfig(grad_clip=0), ValueError, "grad_clip > 0"),
+    ("a negative step", lambda: loop.lr_at(-5, presets.TrainConfig()), ValueError, "step must be an int >= 0"),
     # checkpoints and files
     ("a missing checkpoint", lambda: checkpoint.load_checkpoint("/nonexistent/run.safetensors"), FileNotFoundError,
      "no checkpoint at /nonexistent/run.safetensors"),
@@ -271,7 +273,7 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path, content: byt
 def test_a_loss_that_becomes_nan_stops_training_before_it_reaches_the_weights(tmp_path: Path) -> None:
     model = TinyGPT(GPTConfig(vocab_size=TEXT_CORPUS.tokenizer.vocab_size, block_size=8, n_layer=1, n_head=1,
                               d_model=8))
-    config = train.TrainConfig(steps=6, batch_size=2, eval_every=2, eval_batches=1, warmup_steps=0)
+    config = presets.TrainConfig(steps=6, batch_size=2, eval_every=2, eval_batches=1, warmup_steps=0)
     calls = {"n": 0}
     original = model.lm_head.forward
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from labkit.blocks import count_parameters
 from labkit.models import BertConfig, MaskedLMHead, NSPHead, TinyBERT
 
 CONFIG = BertConfig(vocab_size=50, max_len=16, n_layer=2, n_head=2, d_model=32)
@@ -25,7 +26,7 @@ def test_shapes_of_the_encoder_and_both_heads(model: TinyBERT) -> None:
     assert model.nsp_head(hidden).shape == (3, 2)
     assert torch.equal(model(ids), hidden)  # no segments / no mask = all sentence A, nothing padded
     assert CONFIG.d_ff == 4 * CONFIG.d_model
-    assert model.num_parameters() == sum(p.numel() for p in model.parameters())
+    assert count_parameters(model) == sum(p.numel() for p in model.parameters())
 
 
 def test_bert_is_post_ln_with_gelu_and_bert_init(model: TinyBERT) -> None:

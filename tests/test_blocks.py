@@ -251,10 +251,10 @@ def ff_params(d: int, d_ff: int) -> int:
 @pytest.mark.parametrize(("d", "h", "d_ff"), [(16, 4, 40), (768, 12, 3072)])
 def test_encoder_parameter_counts(d: int, h: int, d_ff: int) -> None:
     block = EncoderBlock(d, h, d_ff)
-    counts = count_parameters(block)
+    counts = count_parameters(block, by="child")
     assert counts == {"self_attn": attention_params(d), "ff": ff_params(d, d_ff), "norm1": 2 * d, "norm2": 2 * d}
     total = sum(p.numel() for p in block.parameters())
-    assert sum(counts.values()) == total
+    assert sum(counts.values()) == total == count_parameters(block)
     assert total == sum(p.numel() for p in nn.TransformerEncoderLayer(d, h, d_ff).parameters())
     assert count_parameters(block, by="component") == {
         "attention": attention_params(d), "feed-forward": ff_params(d, d_ff), "norms": 4 * d}
@@ -274,8 +274,13 @@ def test_count_parameters_counts_tied_weights_once_and_names_the_rest() -> None:
     model.head = nn.Linear(D, 10, bias=False)
     model.head.weight = model.embed.weight  # tied, as in GPT-2
     model.scale = nn.Parameter(torch.ones(()))
-    by_child = count_parameters(model)
+    by_child = count_parameters(model, by="child")
     assert by_child["embed"] == 10 * D and "head" not in by_child and by_child["(own)"] == 1
+    assert count_parameters(model) == sum(by_child.values())  # the total, the tied matrix once
+    model.embed.requires_grad_(False)
+    assert count_parameters(model, trainable_only=True) == count_parameters(model) - 10 * D
+    assert "embed" not in count_parameters(model, by="child", trainable_only=True)
+    model.embed.requires_grad_(True)
     by_kind = count_parameters(model, by="component")
     assert by_kind["embeddings"] == 10 * D and by_kind["other"] == 1
     assert sum(by_kind.values()) == sum(by_child.values()) == sum(p.numel() for p in model.parameters())

@@ -3,7 +3,6 @@
 import collections
 import hashlib
 import http.server
-import os
 import shutil
 import threading
 import time

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from labkit.attention_stats import attention_share, mean_distance, token_groups
 from labkit.exercises import check

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from labkit.exercises import check
-from labkit.positional import sinusoidal_table
 
 
 def _table(max_len: int, d_model: int, exponent=lambda i, d: 2 * i / d, layout: str = "interleaved") -> torch.Tensor:

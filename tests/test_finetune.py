@@ -3,6 +3,7 @@
 import copy
 import re
 import warnings
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -32,6 +33,7 @@ from labkit.finetune import (
     train_multitask,
     trainer_metrics,
 )
+from labkit.presets import get_preset
 
 ROWS = 64
 
@@ -306,19 +308,20 @@ def test_multitask_errors(multitask, encoder, batches):
 def test_train_multitask_lowers_both_losses_and_repeats(encoder, sst2_encoded, conll_encoded, tokenizer):
     """Both heads learn from the mixed steps, and the same seed gives the same losses."""
 
+    config = replace(get_preset("multitask", "smoke").train, steps=24, batch_size=16, lr=2e-4)
+
     def run():
         torch.manual_seed(0)
         model = MultiTaskModel(copy.deepcopy(encoder), len(SST2_LABELS), len(NER_TAGS))
-        return train_multitask(model, sst2_encoded, conll_encoded, tokenizer, 24, batch_size=16, lr=2e-4,
-                               progress=False)
+        return train_multitask(model, sst2_encoded, conll_encoded, tokenizer, config, progress=False)
 
     history = run()
-    assert [record["step"] for record in history] == list(range(1, 25))
+    assert history.step == 24 and set(history.losses) == {"loss", "sentence", "token"}
     for task in ("sentence", "token"):
-        first = np.mean([record[task] for record in history[:4]])
-        last = np.mean([record[task] for record in history[-4:]])
+        first, last = np.mean(history.losses[task][:4]), np.mean(history.losses[task][-4:])
         assert last < 0.8 * first, (task, first, last)
-    assert run() == history
+    assert history.train_loss == pytest.approx(np.add(history.losses["sentence"], history.losses["token"]))
+    assert run().losses == history.losses
 
 
 # ---------------------------------------------------------------------------------------------- metrics

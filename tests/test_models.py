@@ -14,9 +14,11 @@ from torch import nn
 
 from labkit.checkpoint import save_checkpoint
 from labkit.corpus import CharCorpus, CharTokenizer
+from labkit.blocks import count_parameters
 from labkit.models import FORMULA_LENGTH_FACTOR, POSITIONS, SINUSOIDAL_SCALE, GPTConfig, TinyGPT
 from labkit.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, alibi_bias, sinusoidal_table
-from labkit.train import TrainConfig, load_trained, train
+from labkit.presets import TrainConfig
+from labkit.train import load_trained, train
 
 CONFIG = GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, d_model=32)
 
@@ -31,7 +33,7 @@ def test_logits_shape_and_tied_embedding(model: TinyGPT) -> None:
     idx = torch.randint(0, 11, (3, 10))
     assert model(idx).shape == (3, 10, 11)
     assert model.lm_head.weight is model.token_emb.weight
-    assert model.num_parameters() == sum(p.numel() for p in model.parameters())
+    assert count_parameters(model) == sum(p.numel() for p in model.parameters())
 
 
 def test_future_tokens_do_not_change_past_logits(model: TinyGPT) -> None:
@@ -110,7 +112,7 @@ def test_only_the_schemes_that_add_a_vector_have_a_position_module() -> None:
     assert all(block.self_attn.alibi for block in _model("alibi").blocks)
     assert not any(block.self_attn.alibi or block.self_attn.rotary for block in _model("learned").blocks)
     # only the learned table has parameters: the others have the same count
-    counts = {p: _model(p).num_parameters() for p in POSITIONS}
+    counts = {p: count_parameters(_model(p)) for p in POSITIONS}
     assert counts["learned"] - counts["none"] == 16 * 32
     assert counts["none"] == counts["sinusoidal"] == counts["rope"] == counts["alibi"]
 
@@ -241,7 +243,7 @@ def test_tie_head_false_gives_the_output_layer_its_own_matrix() -> None:
     untied = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, d_model=8, tie_head=False))
     assert tied.lm_head.weight is tied.token_emb.weight
     assert untied.lm_head.weight is not untied.token_emb.weight
-    assert untied.num_parameters() == tied.num_parameters() + 11 * 8
+    assert count_parameters(untied) == count_parameters(tied) + 11 * 8
     assert GPTConfig(**{**untied.config.to_dict()}) == untied.config  # a checkpoint's config restores it
     with pytest.raises(ValueError, match="GPTConfig.tie_head must be True or False, got 'no'"):
         GPTConfig(vocab_size=11, tie_head="no")

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from labkit.blocks import count_parameters
 from labkit.corpus import CharCorpus
-from labkit.models import POSITIONS, GPTConfig, TinyGPT
+from labkit.models import POSITIONS
 from labkit.pe_workbench import (
-    WORKBENCH_PRESETS,
     VariantResult,
     compare_positions,
     evaluate_variant,
@@ -21,14 +21,14 @@ from labkit.pe_workbench import (
     mean_loss_up_to,
     train_variant,
 )
-from labkit.train import PRESETS, TrainConfig, preset_for
+from labkit.presets import Preset, TrainConfig, get_preset, preset_for
 from labkit.viz.positional_widgets import POSITION_COLORS, workbench_figure
 
 CPU = torch.device("cpu")
 # A few dozen steps of a one-layer model: enough for the loss to fall well below ln V, in about a second.
-TINY = {"tiny": (dict(block_size=16, n_layer=1, n_head=2, d_model=32),
-                 TrainConfig(steps=60, batch_size=8, lr=5e-3, min_lr=5e-4, warmup_steps=5, eval_every=30,
-                             eval_batches=2))}
+TINY = Preset("tiny", TrainConfig(steps=60, batch_size=8, lr=5e-3, min_lr=5e-4, warmup_steps=5, eval_every=30,
+                                  eval_batches=2),
+              dict(block_size=16, n_layer=1, n_head=2, d_model=32))
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def corpus(shakespeare: str) -> CharCorpus:
 
 @pytest.fixture(scope="module")
 def runs(corpus: CharCorpus) -> dict:
-    return {p: train_variant(p, corpus, "tiny", presets=TINY, device=CPU, progress=False) for p in POSITIONS}
+    return {p: train_variant(p, corpus, TINY, device=CPU, progress=False) for p in POSITIONS}
 
 
 def test_every_variant_learns_under_the_same_budget(runs: dict, corpus: CharCorpus) -> None:
@@ -65,14 +65,14 @@ def test_every_variant_sees_the_same_batches(corpus: CharCorpus) -> None:
     for position in ("none", "alibi"):
         recording = Recording(corpus.tokenizer, corpus.train, corpus.val)
         recording.seen = []
-        train_variant(position, recording, "tiny", presets=TINY, device=CPU, progress=False)
+        train_variant(position, recording, TINY, device=CPU, progress=False)
         batches[position] = torch.stack(recording.seen)
     assert batches["none"].shape == (64, 8, 16)  # 60 steps, and 2 evaluations of 2 train batches each
     assert torch.equal(batches["none"], batches["alibi"])
 
 
 def test_a_variant_trained_twice_repeats_exactly(runs: dict, corpus: CharCorpus) -> None:
-    again = train_variant("rope", corpus, "tiny", presets=TINY, device=CPU, progress=False)
+    again = train_variant("rope", corpus, TINY, device=CPU, progress=False)
     assert again.history.train_loss == runs["rope"].history.train_loss
 
 
@@ -114,11 +114,11 @@ def test_evaluate_variant_marks_what_the_learned_table_cannot_reach(runs: dict, 
     rope = evaluate_variant(runs["rope"], corpus, (4, 1, 2, 2), batches=2, batch_size=4)
     assert list(rope.loss_at) == [1, 2, 4] and all(math.isfinite(v) for v in rope.loss_by_position)
     assert rope.loss_at[4] == pytest.approx(float(np.mean(rope.loss_by_position)))
-    assert rope.val_loss == runs["rope"].val_loss and rope.parameters == runs["rope"].model.num_parameters()
+    assert rope.val_loss == runs["rope"].val_loss and rope.parameters == count_parameters(runs["rope"].model)
 
 
 def test_compare_positions_returns_plain_numbers(corpus: CharCorpus) -> None:
-    results = compare_positions(corpus, "tiny", ("learned", "alibi"), (1, 3), presets=TINY, device=CPU, batches=2,
+    results = compare_positions(corpus, TINY, ("learned", "alibi"), (1, 3), device=CPU, batches=2,
                                 batch_size=4, progress=False)
     assert list(results) == ["learned", "alibi"]
     for result in results.values():
@@ -132,21 +132,22 @@ def test_the_workbench_presets_are_smaller_than_tiny_gpts_and_fast_mode_picks_sm
     def tokens_times_params(shape: dict, config: TrainConfig) -> float:
         return config.steps * config.batch_size * shape["block_size"] * shape["n_layer"] * shape["d_model"] ** 2
 
-    assert tokens_times_params(*WORKBENCH_PRESETS["cpu"]) < tokens_times_params(*PRESETS["cpu"]) / 5
+    workbench, gpt = get_preset("positional_workbench", "cpu"), get_preset("tiny_gpt", "cpu")
+    assert tokens_times_params(workbench.shape, workbench.train) < tokens_times_params(gpt.shape, gpt.train) / 5
     monkeypatch.setenv("LABKIT_FAST", "1")
-    assert preset_for(CPU, WORKBENCH_PRESETS) == "smoke"
+    assert preset_for(CPU, "positional_workbench").name == "smoke"
     monkeypatch.setenv("LABKIT_FAST", "0")
-    assert preset_for(CPU, WORKBENCH_PRESETS) == "cpu"
+    assert preset_for(CPU, "positional_workbench").name == "cpu"
 
 
 def test_bad_inputs_are_named(runs: dict, corpus: CharCorpus) -> None:
     with pytest.raises(ValueError, match=r"position must be one of 'none', 'sinusoidal', 'learned', 'rope', 'alibi', "
                                          r"got 'rotary'"):
-        train_variant("rotary", corpus, "tiny", presets=TINY)
-    with pytest.raises(ValueError, match=r"preset must be one of 'tiny', got 'huge'"):
-        train_variant("rope", corpus, "huge", presets=TINY)
+        train_variant("rotary", corpus, TINY)
+    with pytest.raises(TypeError, match=r"preset must be a labkit.presets.Preset .*, got str"):
+        train_variant("rope", corpus, "huge")
     with pytest.raises(ValueError, match="got 'ROPE'"):  # checked before anything trains
-        compare_positions(corpus, "tiny", ("none", "ROPE"), presets=TINY)
+        compare_positions(corpus, TINY, ("none", "ROPE"))
     model = runs["rope"].model
     with pytest.raises(ValueError, match="seq_len must be a positive int, got 0"):
         loss_by_position(model, corpus, 0, 2)

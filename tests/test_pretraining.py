@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from labkit.models import BertConfig, TinyBERT
 from labkit.pretraining import (NSP_CHANCE, EncoderWithMLMHead, PretrainHistory, evaluate, fill_mask, load_pretrained,
                                 pretrain, pretraining_loss, unigram_baseline)
-from labkit.train import TrainConfig, make_optimizer
+from labkit.loop import make_optimizer
+from labkit.presets import TrainConfig
 
 # ----------------------------------------------------------------------------- a learnable synthetic task
 
@@ -337,9 +338,9 @@ def test_pretraining_plot_draws_the_history() -> None:
     from labkit.viz.training import PretrainingPlot
 
     plot = PretrainingPlot(smoothing=2, unigram_top1=0.04)
-    history = PretrainHistory(step=4, mlm_loss=[8.0, 6.0, 4.0, 2.0], nsp_loss=[0.7, 0.7, 0.5, 0.3],
-                              eval_steps=[2, 4], eval_top1=[0.05, 0.125], eval_top5=[0.1, 0.25],
-                              eval_nsp_accuracy=[0.5, 0.75])
+    history = PretrainHistory(step=4, losses={"mlm": [8.0, 6.0, 4.0, 2.0], "nsp": [0.7, 0.7, 0.5, 0.3]},
+                              eval_steps=[2, 4], evals={"top1": [0.05, 0.125], "top5": [0.1, 0.25],
+                                                        "nsp_accuracy": [0.5, 0.75]})
     plot.update(history)
     data = plot.figure.data
     assert np.allclose(data[0].y, [7.0, 5.0, 3.0]) and list(data[0].x) == [2, 3, 4]  # MLM loss, smoothed over 2
@@ -355,31 +356,19 @@ def test_pretraining_plot_leaves_out_steps_without_sentence_pairs() -> None:
     from labkit.viz.training import PretrainingPlot
 
     plot = PretrainingPlot(smoothing=2)
-    plot.update(PretrainHistory(step=4, mlm_loss=[8.0, 6.0, 4.0, 2.0], nsp_loss=[0.7, math.nan, 0.5, 0.3]))
+    plot.update(PretrainHistory(step=4, losses={"mlm": [8.0, 6.0, 4.0, 2.0], "nsp": [0.7, math.nan, 0.5, 0.3]}))
     nsp = plot.figure.data[3]
     assert list(nsp.x) == [3, 4] and np.allclose(nsp.y, [0.6, 0.4])  # steps 1 and 3, then 3 and 4
 
 
-def test_a_step_without_sentence_pairs_records_nan_nsp_loss(tokenizer) -> None:
+def test_a_step_without_sentence_pairs_records_nan_nsp_loss_and_the_bar_never_shows_it(tokenizer, capsys) -> None:
     from labkit.pretraining_data import PretrainingData
 
     data = PretrainingData.build(tokenizer, sources=("sst2",), max_len=32, limit=100)  # lone sentences only
     model = TinyBERT(BertConfig(vocab_size=len(tokenizer), max_len=32, n_layer=1, n_head=2, d_model=16))
     config = TrainConfig(steps=3, batch_size=4, warmup_steps=1, eval_every=3, eval_batches=1)
-    history = pretrain(model, data, config, progress=False)
+    history = pretrain(model, data, config)
     assert all(math.isnan(loss) for loss in history.nsp_loss) and all(loss > 0 for loss in history.mlm_loss)
     assert math.isnan(history.eval_nsp_accuracy[0])
-
-
-def test_bert_presets_build_models_and_follow_the_device(monkeypatch) -> None:
-    from labkit.pretraining import BERT_PRESETS
-    from labkit.train import preset_for
-
-    monkeypatch.delenv("LABKIT_FAST", raising=False)
-    assert preset_for(torch.device("cuda"), BERT_PRESETS) == "cuda"
-    assert preset_for(torch.device("mps"), BERT_PRESETS) == "cpu"  # no MPS preset: the CPU's
-    monkeypatch.setenv("LABKIT_FAST", "1")
-    assert preset_for(torch.device("cuda"), BERT_PRESETS) == "smoke"
-    for shape, config in BERT_PRESETS.values():
-        model = TinyBERT(BertConfig(vocab_size=100, **shape))
-        assert model.config.norm_first and config.steps >= config.eval_every
+    bar = capsys.readouterr().err
+    assert "pretraining" in bar and "mlm=" in bar and "nan" not in bar

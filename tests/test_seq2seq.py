@@ -10,10 +10,11 @@ import torch
 
 from labkit.device import one_cpu_thread
 from labkit.masks import padding_mask
-from labkit.seq2seq import (SEQ2SEQ_PRESETS, EncoderDecoder, Seq2SeqConfig, beam_search, cross_attention,
+from labkit.seq2seq import (EncoderDecoder, Seq2SeqConfig, beam_search, cross_attention,
                             encode_source, evaluate, greedy_decode, length_normalised, sequence_log_prob,
                             shift_right, teacher_forcing_loss, train_seq2seq)
-from labkit.train import History, TrainConfig, preset_for
+from labkit.loop import History
+from labkit.presets import get_preset
 from labkit.translation_data import BOS_ID, EOS_ID, PAD_ID, collate, make_date_translation
 from labkit.viz.training import LossPlot
 
@@ -227,7 +228,7 @@ def test_cross_attention_never_looks_at_source_padding(model) -> None:
 @pytest.fixture(scope="module")
 def trained():
     """The smoke preset, trained for real on a small dataset (a few seconds)."""
-    preset = SEQ2SEQ_PRESETS["smoke"]
+    preset = get_preset("encoder_decoder", "smoke")
     torch.manual_seed(0)
     data = make_date_translation(n_train=2000, n_heldout=100, seed=0)
     model = EncoderDecoder(Seq2SeqConfig(len(data.source), len(data.target), **preset.shape))
@@ -239,7 +240,7 @@ def trained():
 
 def test_smoke_training_lowers_the_heldout_loss(trained) -> None:
     model, data, history, seen, plot = trained
-    assert isinstance(history, History) and history.step == SEQ2SEQ_PRESETS["smoke"].train.steps
+    assert isinstance(history, History) and history.step == get_preset("encoder_decoder", "smoke").train.steps
     assert seen == history.eval_steps == [50, 100, 150]
     assert history.eval_val[-1] < 0.3 * history.eval_val[0]
     assert list(plot.figure.data[2].y) == history.eval_val  # LossPlot().update draws it
@@ -308,16 +309,6 @@ def test_unknown_words_in_a_sentence_are_named() -> None:
 def test_bad_configs_are_clear_errors(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         Seq2SeqConfig(SRC_VOCAB, TGT_VOCAB, **kwargs)
-
-
-def test_presets_follow_fast_mode(monkeypatch) -> None:
-    monkeypatch.setenv("LABKIT_FAST", "1")
-    assert preset_for(torch.device("cpu"), SEQ2SEQ_PRESETS) == "smoke"
-    monkeypatch.delenv("LABKIT_FAST")
-    assert preset_for(torch.device("cuda"), SEQ2SEQ_PRESETS) == "cpu"
-    for preset in SEQ2SEQ_PRESETS.values():
-        Seq2SeqConfig(80, 15, **preset.shape)  # every shape is a valid config
-        assert isinstance(preset.train, TrainConfig)
 
 
 def test_a_padded_target_has_the_loss_of_the_unpadded_one(model) -> None:

@@ -1,4 +1,5 @@
-"""Training: the schedule, real learning on Tiny Shakespeare, checkpoints, exact resumption, data parallelism."""
+"""Training the tiny GPT: real learning on Tiny Shakespeare, checkpoints, exact resumption (also after SIGKILL and
+inside a step), data parallelism, the command line. The loop's own behaviour, for every trainer: test_loop.py."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import labkit.train
 from labkit.checkpoint import load_checkpoint, save_checkpoint
 from labkit.corpus import CharCorpus
 from labkit.models import GPTConfig, TinyGPT
-from labkit.train import PRESETS, TrainConfig, History, load_trained, lr_at, train
+from labkit.presets import get_preset
+from labkit.train import load_trained, train
 
-SMOKE_SHAPE, SMOKE = PRESETS["smoke"]
+SMOKE_SHAPE, SMOKE = get_preset("tiny_gpt", "smoke").shape, get_preset("tiny_gpt", "smoke").train
 SHORT = replace(SMOKE, steps=40, eval_every=10, eval_batches=2)
 
 
@@ -34,54 +36,11 @@ def _model(corpus: CharCorpus, seed: int = 0) -> TinyGPT:
     return TinyGPT(GPTConfig(vocab_size=corpus.tokenizer.vocab_size, **SMOKE_SHAPE))
 
 
-def test_lr_warms_up_linearly_then_decays_by_cosine_to_min_lr() -> None:
-    c = TrainConfig(steps=1000, lr=1e-3, min_lr=1e-4, warmup_steps=100)
-    assert lr_at(0, c) == pytest.approx(1e-5)
-    assert lr_at(49, c) == pytest.approx(5e-4)
-    assert lr_at(100, c) == pytest.approx(1e-3)
-    assert lr_at(550, c) == pytest.approx(5.5e-4)  # halfway through the decay: the mean of lr and min_lr
-    assert lr_at(1000, c) == pytest.approx(1e-4)
-    assert all(lr_at(s, c) >= lr_at(s + 1, c) for s in range(100, 1000))
-
-
-def test_bad_train_configs_are_refused() -> None:
-    with pytest.raises(ValueError, match="steps must be a positive int"):
-        TrainConfig(steps=0)
-    with pytest.raises(ValueError, match="0 < min_lr <= lr"):
-        TrainConfig(lr=1e-4, min_lr=1e-3)
-
-
 def test_smoke_preset_learns_characters(corpus: CharCorpus) -> None:
     history = train(_model(corpus), corpus, SMOKE, progress=False)
     assert history.step == SMOKE.steps and len(history.train_loss) == SMOKE.steps
     assert history.train_loss[0] == pytest.approx(math.log(65), abs=0.15)  # uniform guess at the start
     assert history.eval_val[-1] < 2.7  # well below the 3.3 of character frequencies alone
-
-
-def test_the_same_seed_gives_the_same_loss_curve_twice(corpus: CharCorpus) -> None:
-    runs = [train(_model(corpus, seed=7), corpus, replace(SHORT, seed=3), progress=False) for _ in range(2)]
-    assert runs[0].train_loss == runs[1].train_loss and runs[0].eval_val == runs[1].eval_val  # bit for bit
-    other = train(_model(corpus, seed=8), corpus, replace(SHORT, seed=3), progress=False)
-    assert other.train_loss != runs[0].train_loss  # the seed matters: the test can tell runs apart
-
-
-def test_checkpoint_resume_reproduces_the_uninterrupted_curve(corpus: CharCorpus, tmp_path: Path) -> None:
-    straight = train(_model(corpus), corpus, SHORT, progress=False)
-
-    path = tmp_path / "run.safetensors"
-
-    def stop_at_20(history: History) -> None:
-        if history.step == 20:
-            raise KeyboardInterrupt
-
-    first = train(_model(corpus), corpus, SHORT, checkpoint=path, on_eval=stop_at_20, progress=False)
-    assert first.interrupted and first.step == 20
-    assert load_checkpoint(path)["meta"]["history"]["step"] == 20
-
-    resumed = train(_model(corpus, seed=99), corpus, SHORT, checkpoint=path, resume=True, progress=False)
-    assert resumed.step == SHORT.steps
-    assert resumed.train_loss == pytest.approx(straight.train_loss, abs=1e-5)
-    assert resumed.eval_val == pytest.approx(straight.eval_val, abs=1e-5)
 
 
 @pytest.mark.parametrize("interrupt_at", [5, 24, 37])
@@ -143,8 +102,8 @@ def test_sigkill_between_steps_leaves_a_checkpoint_that_resumes_the_same_curve(t
                    env=env, capture_output=True, timeout=120)
     one, resumed = (load_checkpoint(p)["meta"]["history"] for p in (straight, path))
     assert resumed["step"] == one["step"] == 240
-    assert resumed["train_loss"] == pytest.approx(one["train_loss"], abs=1e-5)
-    assert resumed["eval_val"] == pytest.approx(one["eval_val"], abs=1e-5)
+    assert resumed["losses"]["loss"] == pytest.approx(one["losses"]["loss"], abs=1e-5)
+    assert resumed["evals"]["val"] == pytest.approx(one["evals"]["val"], abs=1e-5)
 
 
 def test_a_checkpoint_from_another_configuration_is_refused(corpus: CharCorpus, tmp_path: Path) -> None:
@@ -181,13 +140,19 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
     one = load_checkpoint(single)["meta"]["history"]
     two = load_checkpoint(double)["meta"]["history"]
     assert two["step"] == one["step"] == 12
-    assert two["train_loss"] == pytest.approx(one["train_loss"], abs=1e-4)
-    assert two["eval_val"] == pytest.approx(one["eval_val"], abs=1e-4)
+    assert two["losses"]["loss"] == pytest.approx(one["losses"]["loss"], abs=1e-4)
+    assert two["evals"]["val"] == pytest.approx(one["evals"]["val"], abs=1e-4)
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "labkit.train", *args], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=120)
+
+
+def test_a_corpus_with_more_characters_than_the_model_knows_is_refused(corpus: CharCorpus) -> None:
+    small = TinyGPT(GPTConfig(vocab_size=10, **SMOKE_SHAPE))
+    with pytest.raises(ValueError, match=r"the corpus has 65 characters but the model's vocabulary only 10"):
+        train(small, corpus, SHORT, progress=False)
 
 
 def test_a_run_too_big_for_memory_is_refused_before_it_starts(corpus: CharCorpus) -> None:
@@ -203,4 +168,4 @@ def test_the_cli_names_a_malformed_data_file(tmp_path: Path) -> None:
     (tmp_path / "tinyshakespeare" / "input.txt").write_bytes(b"ROMEO:\n\xfe\n")
     result = _cli("--preset", "smoke", "--out", str(tmp_path / "run.safetensors"), env={"LABKIT_DATA": str(tmp_path)})
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert f"input.txt, line 2: not UTF-8 text" in result.stderr
+    assert "input.txt, line 2: not UTF-8 text" in result.stderr

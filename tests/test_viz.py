@@ -86,12 +86,12 @@ def test_heatmap_widget_rejects_mismatched_tokens() -> None:
 
 
 def test_loss_plot_draws_the_history() -> None:
-    from labkit.train import History
+    from labkit.loop import History
     from labkit.viz.training import LossPlot
 
     plot = LossPlot(smoothing=2)
-    history = History(step=4, train_loss=[4.0, 3.0, 2.0, 1.0], eval_steps=[2, 4], eval_train=[3.5, 1.5],
-                      eval_val=[3.6, 1.7])
+    history = History(step=4, losses={"loss": [4.0, 3.0, 2.0, 1.0]}, eval_steps=[2, 4],
+                      evals={"train": [3.5, 1.5], "val": [3.6, 1.7]})
     plot.update(history)
     assert np.allclose(plot.figure.data[0].y, [3.5, 2.5, 1.5])  # moving average over 2 steps
     assert list(plot.figure.data[2].x) == [2, 4] and np.allclose(plot.figure.data[2].y, [3.6, 1.7])

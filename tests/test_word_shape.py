@@ -120,13 +120,14 @@ def test_trainer_feeds_the_shapes_and_scores_them(tmp_path, packaged_tokenizer, 
     """Trainer keeps the shape_ids column (forward names it) and the shape vectors learn; score_dataset passes them."""
     from transformers import Trainer
 
+    from labkit.presets import finetune_recipe
     from labkit.trainer_setup import training_arguments
 
     conll = data.load_data("conll2003")["train"].select(range(64))
     encoded = encode_tagged(packaged_tokenizer, conll["tokens"], conll["ner_tags"], 64, NER_TAGS, with_shapes=True)
     torch.manual_seed(0)
     model = ShapeAwareTagger(load_model(PACKAGED_ENCODER, task="token-classification", num_labels=len(NER_TAGS)))
-    Trainer(model=model, args=training_arguments(tmp_path, 8, batch_size=8, lr=5e-4, progress=False),
+    Trainer(model=model, args=training_arguments(tmp_path, finetune_recipe(8, batch_size=8, lr=5e-4), progress=False),
             train_dataset=encoded, data_collator=data_collator(packaged_tokenizer, "token")).train()
     norms = model.shape_norms()
     assert all(norms[shape] > 0 for shape in ("lower", "Capitalized", "UPPER", "no letters"))

@@ -389,7 +389,7 @@ def check_fill_mask_top_k(answer: Callable[..., Any]) -> None:
                 expect(got_ids != logits[other].topk(k).indices.tolist(),
                        f"{what}: these are the guesses for position {other}"
                        + (" ([CLS])" if other == 0 else " ([SEP])" if other == seq - 1 else "")
-                       + f"; find the [MASK] in input_ids (input_ids == mask_id) and read that row")
+                       + "; find the [MASK] in input_ids (input_ids == mask_id) and read that row")
         expect(got_ids != logits[position].topk(k, largest=False).indices.tolist(),
                f"{what}: these are the {k} least likely tokens; topk keeps the largest")
         expect(got_ids != logits.softmax(0)[position].topk(k).indices.tolist() or got_ids == right_ids.tolist(),

@@ -12,7 +12,8 @@ from torch import Tensor
 
 from labkit.exercises import expect, exercise
 from labkit.exercises._compare import expect_tensor
-from labkit.train import TrainConfig, lr_at
+from labkit.loop import lr_at
+from labkit.presets import TrainConfig
 
 
 def reference_next_char_batch(ids: Tensor, starts: Tensor, block_size: int) -> tuple[Tensor, Tensor]:

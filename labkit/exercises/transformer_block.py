@@ -312,7 +312,7 @@ def check_decoder_block_forward(answer: Callable[..., Any]) -> None:
 # --- the parameter count (section 7) -----------------------------------------------------------------------------
 
 def reference_block_parameter_count(d_model: int, n_heads: int, d_ff: int) -> int:
-    return sum(count_parameters(EncoderBlock(d_model, n_heads, d_ff)).values())
+    return count_parameters(EncoderBlock(d_model, n_heads, d_ff))
 
 
 @exercise("block_parameter_count", "03",

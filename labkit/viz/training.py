@@ -41,7 +41,7 @@ class LossPlot(WidgetView):
         self.view = widgets.VBox([self.figure])
 
     def update(self, history) -> None:
-        """Redraw from a `labkit.train.History` (anything with train_loss, eval_steps, eval_train, eval_val)."""
+        """Redraw from a `labkit.loop.History` (anything with train_loss, eval_steps, eval_train, eval_val)."""
         with self.figure.batch_update():
             self.figure.data[0].x, self.figure.data[0].y = _moving_average(history.train_loss, self.smoothing)
             self.figure.data[1].x, self.figure.data[1].y = history.eval_steps, history.eval_train
