@@ -30,7 +30,8 @@ from transformers import Trainer
 from labkit.assets import load_model, load_tokenizer
 from labkit.data import NER_TAGS, SST2_LABELS, load_data
 from labkit.device import bf16_is_fast, describe_device, pick_device, set_seed
-from labkit.finetune import data_collator, encode_sentences, encode_tagged, score_dataset
+from labkit.finetune import score_dataset
+from labkit.finetune_data import data_collator, encode_sentences, encode_tagged
 from labkit.presets import finetune_recipe
 from labkit.trainer_setup import TimeLimit, training_arguments
 from labkit.word_shape import ShapeAwareTagger

@@ -37,6 +37,7 @@ __all__ = [
     "merge_heads",
     "MultiHeadAttention",
     "recording_attention",
+    "softmax_saturation",
 ]
 
 
@@ -289,3 +290,18 @@ def recording_attention(model: nn.Module, layers: Iterable[MultiHeadAttention]) 
     finally:
         for attn in layers:
             attn.record_weights = False
+
+
+def softmax_saturation(d_k: int, n_keys: int = 8, seed: int = 0) -> dict[str, Tensor]:
+    """Softmax of one query's scores against `n_keys` random keys, with and without the 1/√d_k scale.
+
+    q and the keys have unit-variance entries, so the raw dot products have standard deviation √d_k.
+    Returns the raw scores and both rows of weights, each of shape (n_keys,).
+    """
+    check_positive_int("d_k", d_k)
+    check_positive_int("n_keys", n_keys)
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(d_k, generator=gen)
+    keys = torch.randn(n_keys, d_k, generator=gen)
+    raw = keys @ q
+    return {"scores": raw, "unscaled": torch.softmax(raw, dim=0), "scaled": torch.softmax(raw / math.sqrt(d_k), dim=0)}

@@ -33,7 +33,8 @@ from labkit.modules import eval_mode
 from labkit.validate import check_positive_int
 
 __all__ = ["TOP_P_TOLERANCE", "filter_logits", "next_token_distribution", "generate", "GenerationTrace",
-           "generation_trace", "CausalLMAdapter", "encode_prompt", "seeded_generator", "sample_text"]
+           "generation_trace", "CausalLMAdapter", "encode_prompt", "seeded_generator", "sample_text", "visible_char",
+           "token_label", "token_pieces"]
 
 # A prefix whose probability is within this of top_p counts as reaching it, so that rounding in softmax
 # (0.5 + 0.25 coming out as 0.74999994) does not pull in one more token.
@@ -356,3 +357,32 @@ def sample_text(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: i
     out = generate(model, encode_prompt(tokenizer, prompt, block_size), max_new_tokens, block_size=block_size,
                    **kwargs)
     return tokenizer.decode(out[0].cpu())
+
+
+# ----------------------------------------------------------------------------- tokens as text to show
+
+_SHOWN = {"\n": "⏎", " ": "␣", "\t": "⇥"}
+
+
+def visible_char(char: str) -> str:
+    """A character as a label you can see: '⏎' for a newline, '␣' for a space, repr() for other invisible ones."""
+    if char in _SHOWN:
+        return _SHOWN[char]
+    return char if char.isprintable() else repr(char)
+
+
+def token_label(tokenizer: Any, token_id: int) -> str:
+    """A token's text as a label you can see: '␣fox' for ' fox', '⏎' for a newline; '#id' if it decodes to ''."""
+    text = tokenizer.decode([token_id])
+    return "".join(visible_char(c) for c in text) if text else f"#{token_id}"
+
+
+def token_pieces(tokenizer: Any, ids: list[int], start: int) -> list[str]:
+    """The text each of ids[start:] adds to the decoded text: 'fox' gains its space after 'brown' with WordPiece
+    too. A token that does not simply extend the text (half of a UTF-8 character) gives its own decode."""
+    pieces, before = [], tokenizer.decode(ids[:start])
+    for end in range(start + 1, len(ids) + 1):
+        after = tokenizer.decode(ids[:end])
+        pieces.append(after[len(before):] if after.startswith(before) else tokenizer.decode(ids[end - 1:end]))
+        before = after
+    return pieces

@@ -22,11 +22,12 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -35,9 +36,10 @@ from tqdm.auto import tqdm
 from labkit.checkpoint import load_checkpoint, restore_model, save_checkpoint
 from labkit.device import bf16_is_fast
 from labkit.presets import TrainConfig
+from labkit.validate import check_positive_int
 
-__all__ = ["History", "lr_at", "batch_generator", "autocast", "make_optimizer",
-           "interrupt_notice", "distributed", "run"]
+__all__ = ["History", "trailing_mean", "lr_at", "batch_generator", "autocast", "make_optimizer", "interrupt_notice",
+           "distributed", "run"]
 
 @dataclass
 class History:
@@ -81,6 +83,20 @@ class History:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def trailing_mean(values: Sequence[float], k: int) -> np.ndarray:
+    """(n,) → (n,): the mean of each value and the k - 1 before it (fewer at the start), nan values left out of every
+    mean and left nan themselves. How the lab's plots smooth a per-step loss curve or a per-position one."""
+    check_positive_int("k", k)
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    sums = np.cumsum(np.where(finite, values, 0.0))
+    counts = np.cumsum(finite)
+    before = np.maximum(np.arange(len(values)) - k, -1)
+    window_sums = sums - np.where(before >= 0, sums[before], 0.0)
+    window_counts = counts - np.where(before >= 0, counts[before], 0)
+    return np.where(finite, window_sums / np.maximum(window_counts, 1), np.nan)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:

@@ -1,5 +1,5 @@
-"""Small things every model in the lab shares: eval mode for a while, and GPT-2's / BERT's initial weights. (The
-parameter count is `labkit.blocks.count_parameters`.)"""
+"""Small things every model in the lab shares: the label a loss leaves out, eval mode for a while, and GPT-2's /
+BERT's initial weights. (The parameter count is `labkit.blocks.count_parameters`.)"""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from contextlib import contextmanager
 
 from torch import nn
 
-__all__ = ["eval_mode", "init_weights"]
+__all__ = ["IGNORE_INDEX", "eval_mode", "init_weights"]
+
+# The label of a position (or an example) that carries no loss: F.cross_entropy's default ignore_index, and every
+# Hugging Face model's. Masked-LM labels, NSP labels without a sentence pair, word pieces after a word's first.
+IGNORE_INDEX = -100
 
 
 @contextmanager

@@ -24,11 +24,10 @@ from torch import Tensor, nn
 from labkit.checkpoint import load_checkpoint, restore_model
 from labkit.loop import History, autocast, batch_generator, run
 from labkit.models import BertConfig, MaskedLMHead, NSPHead, TinyBERT
-from labkit.modules import eval_mode
+from labkit.modules import IGNORE_INDEX, eval_mode
 from labkit.presets import TrainConfig
-from labkit.pretraining_data import IGNORE
 
-__all__ = ["IGNORE", "NSP_CHANCE", "BERT_SPECIAL_IDS", "pretraining_loss", "evaluate", "unigram_baseline",
+__all__ = ["NSP_CHANCE", "BERT_SPECIAL_IDS", "pretraining_loss", "evaluate", "unigram_baseline",
            "PretrainHistory", "pretrain", "load_pretrained", "fill_mask", "EncoderWithMLMHead"]
 
 NSP_CHANCE = 0.5  # NSP accuracy of a coin flip (pairs are IsNext or NotNext half the time each)
@@ -39,12 +38,12 @@ def _outputs(model: nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]
     (n_masked,), NSP logits (n_pairs, 2) with theirs (n_pairs,)."""
     hidden = model(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
     mlm_labels = batch["mlm_labels"]
-    masked = mlm_labels != IGNORE  # (batch, seq)
+    masked = mlm_labels != IGNORE_INDEX  # (batch, seq)
     out = {"mlm_logits": model.mlm_head(hidden[masked]).float(), "mlm_targets": mlm_labels[masked]}
     nsp_labels = batch.get("nsp_labels")
     nsp_head = getattr(model, "nsp_head", None)
     if nsp_labels is not None and nsp_head is not None:
-        pairs = nsp_labels != IGNORE  # (batch,)
+        pairs = nsp_labels != IGNORE_INDEX  # (batch,)
         out["nsp_logits"] = nsp_head(hidden[pairs]).float()
         out["nsp_targets"] = nsp_labels[pairs]
     return out
@@ -129,7 +128,7 @@ def unigram_baseline(token_counts: Tensor | Sequence[int] | Mapping[int, int],
     top1 = top5 = masked = 0
     for batch in batches:
         labels = batch["mlm_labels"]
-        targets = labels[labels != IGNORE]
+        targets = labels[labels != IGNORE_INDEX]
         top1 += (targets == guesses[0]).sum().item()
         top5 += torch.isin(targets, guesses).sum().item()
         masked += targets.numel()

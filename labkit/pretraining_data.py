@@ -27,14 +27,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from labkit.modules import IGNORE_INDEX
 from labkit.data import load_data
 from labkit.validate import check_positive_int
 
-__all__ = ["IGNORE", "MASK_PROB", "SOURCES", "SPLITS", "mask_tokens", "ordinary_token_ids", "documents",
+__all__ = ["MASK_PROB", "SOURCES", "SPLITS", "mask_tokens", "ordinary_token_ids", "documents",
            "SentencePair", "make_nsp_pairs", "encode_pair", "encode_single", "EncodedExamples", "PretrainingData",
            "show_example"]
 
-IGNORE = -100  # the label of a position (or an example's NSP label) that carries no loss
 MASK_PROB = 0.15  # share of the ordinary tokens chosen for prediction
 TO_MASK, TO_RANDOM = 0.8, 0.1  # of the chosen: 80% → [MASK], 10% → a random token, the other 10% kept
 SOURCES = ("tinyshakespeare", "conll2003", "sst2")
@@ -105,7 +105,7 @@ def mask_tokens(input_ids: Tensor, special_tokens_mask: Tensor, *, mask_id: int,
     replacements = random_ids.cpu()[torch.randint(len(random_ids), shape, generator=generator)].to(device)
     inputs = torch.where(chosen & (action < TO_MASK), mask_id, input_ids)
     inputs = torch.where(chosen & (action >= TO_MASK) & (action < TO_MASK + TO_RANDOM), replacements, inputs)
-    labels = torch.where(chosen, input_ids, IGNORE)
+    labels = torch.where(chosen, input_ids, IGNORE_INDEX)
     return inputs, labels
 
 
@@ -441,13 +441,13 @@ class PretrainingData:
                 n_pairs = sum(len(doc) - 1 for doc in docs[name])  # make_nsp_pairs goes document by document
                 examples = [(p.a, p.b, p.nsp_label) for p in pairs[:n_pairs]]
                 pairs = pairs[n_pairs:]
-                examples += [(doc[0], None, IGNORE) for doc in docs[name] if len(doc) == 1]
+                examples += [(doc[0], None, IGNORE_INDEX) for doc in docs[name] if len(doc) == 1]
                 if limit is not None and len(examples) > limit:
                     examples = random.Random(f"{seed}:{name}:{split}").sample(examples, limit)
                 encoded, dropped = _encode_examples(tokenizer, examples, max_len, index, f"{name} {split}")
                 parts[split].append(encoded)
-                counts[name][split] = {"pairs": int((encoded.nsp_labels != IGNORE).sum()),
-                                       "single": int((encoded.nsp_labels == IGNORE).sum()), "dropped": dropped}
+                counts[name][split] = {"pairs": int((encoded.nsp_labels != IGNORE_INDEX).sum()),
+                                       "single": int((encoded.nsp_labels == IGNORE_INDEX).sum()), "dropped": dropped}
         train = EncodedExamples.concat(parts["train"])
         heldout = EncodedExamples.concat(parts["heldout"])
         generator = torch.Generator().manual_seed(seed)
@@ -526,13 +526,13 @@ def show_example(tokenizer: Any, example: Mapping[str, Any]) -> list[tuple[str, 
         raise ValueError(f"example['input_ids'] must be 1-D (seq,), got shape {tuple(ids.shape)}; pass one row of a "
                          f"batch: {{k: v[i] for k, v in batch.items()}}")
     segments = torch.as_tensor(example["token_type_ids"]).tolist()
-    labels = torch.as_tensor(example.get("mlm_labels", torch.full_like(ids, IGNORE))).tolist()
+    labels = torch.as_tensor(example.get("mlm_labels", torch.full_like(ids, IGNORE_INDEX))).tolist()
     real = torch.as_tensor(example.get("attention_mask", torch.ones_like(ids, dtype=torch.bool))).tolist()
     rows = []
     for seen, segment, label, keep in zip(tokenizer.convert_ids_to_tokens(ids.tolist()), segments, labels, real):
         if keep:
-            if label == IGNORE:
-                rows.append((seen, segment, "", IGNORE))
+            if label == IGNORE_INDEX:
+                rows.append((seen, segment, "", IGNORE_INDEX))
             else:
                 rows.append((tokenizer.convert_ids_to_tokens(label), segment, seen, label))
     return rows

@@ -6,7 +6,7 @@ word names an entity. A cased model keeps it in its vocabulary; an uncased one c
 
 - `word_shape` sorts a word into one of `SHAPES` ("lower", "Capitalized", "UPPER", ...);
 - `shape_ids` puts the shape of its word on every word piece (0, "special", on [CLS], [SEP] and padding);
-  `labkit.finetune.encode_tagged(..., with_shapes=True)` adds them to a data set as a `shape_ids` column;
+  `labkit.finetune_data.encode_tagged(..., with_shapes=True)` adds them to a data set as a `shape_ids` column;
 - `ShapeAwareTagger` wraps a token classifier and adds one learned vector per shape to its input embeddings. The
   vectors start at zero, so training starts from exactly the plain model.
 """

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 import torch
 
-from labkit import (attention_stats, checkpoint, corpus, data, device, finetune, generate, loop, masks, pe_workbench,
-                    presets, pretraining_data, seq2seq, train, translation_data)
-from labkit.attention import MultiHeadAttention, fast_attention, naive_attention, split_heads
+from labkit import (attention_stats, checkpoint, corpus, data, device, finetune_data, finetune_metrics, generate, loop,
+                    masks, pe_workbench, presets, pretraining_data, seq2seq, train, translation_data)
+from labkit.attention import MultiHeadAttention, fast_attention, naive_attention, softmax_saturation, split_heads
 from labkit.check import check_close
 from labkit.exercises import check
 from labkit.models import GPTConfig, TinyGPT
 from labkit.positional import RotaryEmbedding, alibi_bias, apply_rope, sinusoidal_table
 from labkit.viz.attention_explorer import AttentionExplorer
-from labkit.viz.attention_widgets import AttentionHeatmapWidget, softmax_saturation
+from labkit.viz.attention_widgets import AttentionHeatmapWidget
 from labkit.viz.finetune_widgets import confusion_figure, entity_html
 from labkit.viz.training import LossPlot, PretrainingPlot
 
@@ -199,17 +199,17 @@ CASES: list[Case] = [
     ("a path that does not hold the dataset", lambda: data.load_data("sst2", path="/nonexistent"),
      FileNotFoundError, "does not hold sst2"),
     # fine-tuning
-    ("no scored position", lambda: finetune.accuracy([], []), ValueError, "holds no scored position"),
-    ("predictions and labels of different lengths", lambda: finetune.accuracy([1, 0], [1]), ValueError,
+    ("no scored position", lambda: finetune_metrics.accuracy([], []), ValueError, "holds no scored position"),
+    ("predictions and labels of different lengths", lambda: finetune_metrics.accuracy([1, 0], [1]), ValueError,
      "shaped like labels"),
-    ("a word without a label", lambda: finetune.align_labels([None, 0, 1, 2, None], [1, 2]), ValueError,
+    ("a word without a label", lambda: finetune_data.align_labels([None, 0, 1, 2, None], [1, 2]), ValueError,
      "word id 2 has no label"),
-    ("tag lists of different lengths", lambda: finetune.entity_scores([["O", "B-PER"]], [["O"]]), ValueError,
+    ("tag lists of different lengths", lambda: finetune_metrics.entity_scores([["O", "B-PER"]], [["O"]]), ValueError,
      "has 2 tags but predicted_tag_lists[0] has 1"),
-    ("a tag that is not IOB2", lambda: finetune.entity_scores([["O", "X-PER"]], [["O", "O"]]), ValueError,
+    ("a tag that is not IOB2", lambda: finetune_metrics.entity_scores([["O", "X-PER"]], [["O", "O"]]), ValueError,
      "holds the tag 'X-PER'"),
     ("a predicted class beyond n_classes",
-     lambda: finetune.confusion_matrix(torch.tensor([5]), torch.tensor([0]), 2), ValueError, "holds class 5"),
+     lambda: finetune_metrics.confusion_matrix(torch.tensor([5]), torch.tensor([0]), 2), ValueError, "holds class 5"),
     # pretraining data
     ("float input ids to mask", lambda: pretraining_data.mask_tokens(torch.zeros(1, 4), _no_special(1, 4), mask_id=1,
                                                                     vocab_size=10), TypeError, "integer tensor"),

@@ -14,7 +14,7 @@ from labkit.corpus import random_batch
 from labkit.exercises import check, exercises
 from labkit.pe_workbench import mean_loss_up_to
 from labkit.positional import alibi_bias, alibi_slopes
-from labkit.viz.positional_widgets import _trailing_mean
+from labkit.loop import trailing_mean
 
 NAMES = ["alibi_head_slopes", "alibi_bias_from_slopes", "windows_longer_than_context", "loss_per_position",
          "extrapolation_ratio", "trailing_mean_curve"]
@@ -53,13 +53,13 @@ def test_the_references_agree_with_labkit() -> None:
     for k in (1, 3, 4, 8):
         for values in (curve.tolist(), curve.tolist()[:8] + [math.nan] * 24):
             ours = ex["trailing_mean_curve"](torch.tensor(values, dtype=torch.float64), k).numpy()
-            assert np.allclose(ours, _trailing_mean(values, k), equal_nan=True)
+            assert np.allclose(ours, trailing_mean(values, k), equal_nan=True)
 
 
 def test_labkit_passes_where_it_applies() -> None:
     assert check("alibi_head_slopes", alibi_slopes, quiet=True)  # powers of two: the same slopes
     assert check("windows_longer_than_context", lambda ids, b, f, s: _cut(ids, f * b, s), quiet=True)
-    assert check("trailing_mean_curve", lambda v, k: torch.from_numpy(_trailing_mean(v.tolist(), k)), quiet=True)
+    assert check("trailing_mean_curve", lambda v, k: torch.from_numpy(trailing_mean(v.tolist(), k)), quiet=True)
 
 
 def test_other_right_answers_pass() -> None:

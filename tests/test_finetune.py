@@ -1,4 +1,5 @@
-"""labkit.finetune: label alignment, encoding real SST-2 / CoNLL-2003 slices, the multi-task model, metrics, predict."""
+"""labkit.finetune, finetune_data and finetune_metrics: label alignment, encoding real SST-2 / CoNLL-2003 slices, the
+multi-task model, metrics, predict."""
 
 import copy
 import re
@@ -17,22 +18,10 @@ from transformers.modeling_outputs import TokenClassifierOutput
 
 from labkit.assets import PACKAGED_ENCODER, load_model
 from labkit.data import NER_TAGS, SST2_LABELS, load_data
-from labkit.finetune import (
-    MultiTaskModel,
-    accuracy,
-    align_labels,
-    confusion_matrix,
-    data_collator,
-    encode_sentences,
-    encode_tagged,
-    entity_scores,
-    multitask_loss,
-    predict_entities,
-    predict_sentence,
-    token_predictions_to_tags,
-    train_multitask,
-    trainer_metrics,
-)
+from labkit.finetune import MultiTaskModel, multitask_loss, predict_entities, predict_sentence, train_multitask
+from labkit.finetune_data import align_labels, data_collator, encode_sentences, encode_tagged
+from labkit.finetune_metrics import (accuracy, confusion_matrix, entity_scores, token_predictions_to_tags,
+                                     trainer_metrics)
 from labkit.presets import get_preset
 
 ROWS = 64

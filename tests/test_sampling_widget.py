@@ -11,7 +11,8 @@ import pytest
 from labkit.corpus import CharTokenizer
 from labkit.generate import next_token_distribution
 from labkit.models import TinyGPT
-from labkit.viz.sampling import SamplingExplorer, visible_char
+from labkit.generate import visible_char
+from labkit.viz.sampling import SamplingExplorer
 
 BLOCK = 16  # the context of conftest's char_model
 

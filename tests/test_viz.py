@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from labkit.viz.attention_widgets import AttentionHeatmapWidget, SoftmaxSaturationDemo, softmax_saturation
+from labkit.attention import softmax_saturation
+from labkit.viz.attention_widgets import AttentionHeatmapWidget, SoftmaxSaturationDemo
 from labkit.viz.figures import heatmap, line_plot, mask_heatmap, to_numpy
 
 TOKENS = "the cat sat on the mat".split()
@@ -39,9 +40,9 @@ def test_mask_heatmap_and_line_plot_draw_the_values() -> None:
 @pytest.mark.parametrize("d_k", [1, 16, 1024])
 def test_softmax_saturation_matches_the_definition(d_k: int) -> None:
     rows = softmax_saturation(d_k, n_keys=5, seed=3)
-    raw = torch.tensor(rows["scores"])
-    assert np.allclose(rows["unscaled"], torch.softmax(raw, 0).numpy(), atol=1e-6)
-    assert np.allclose(rows["scaled"], torch.softmax(raw / d_k**0.5, 0).numpy(), atol=1e-6)
+    raw = rows["scores"]
+    assert torch.allclose(rows["unscaled"], torch.softmax(raw, 0), atol=1e-6)
+    assert torch.allclose(rows["scaled"], torch.softmax(raw / d_k**0.5, 0), atol=1e-6)
 
 
 def test_unscaled_softmax_saturates_as_d_k_grows() -> None:
@@ -93,6 +94,7 @@ def test_loss_plot_draws_the_history() -> None:
     history = History(step=4, losses={"loss": [4.0, 3.0, 2.0, 1.0]}, eval_steps=[2, 4],
                       evals={"train": [3.5, 1.5], "val": [3.6, 1.7]})
     plot.update(history)
-    assert np.allclose(plot.figure.data[0].y, [3.5, 2.5, 1.5])  # moving average over 2 steps
+    assert list(plot.figure.data[0].x) == [1, 2, 3, 4]
+    assert np.allclose(plot.figure.data[0].y, [4.0, 3.5, 2.5, 1.5])  # trailing mean over 2 steps
     assert list(plot.figure.data[2].x) == [2, 4] and np.allclose(plot.figure.data[2].y, [3.6, 1.7])
     assert plot.figure.layout.title.text == "step 4: train 1.500, val 1.700"

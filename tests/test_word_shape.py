@@ -7,7 +7,8 @@ from torch.utils.data import DataLoader
 import labkit.data as data
 from labkit.assets import PACKAGED_ENCODER, load_model, load_tokenizer
 from labkit.data import NER_TAGS
-from labkit.finetune import data_collator, encode_tagged, predict_entities, score_dataset
+from labkit.finetune import predict_entities, score_dataset
+from labkit.finetune_data import data_collator, encode_tagged
 from labkit.word_shape import SHAPES, ShapeAwareTagger, shape_ids, word_shape
 
 pytestmark = pytest.mark.usefixtures("packaged_models_only")

@@ -19,7 +19,9 @@ from torch import Tensor, nn
 
 from labkit.exercises import Failed, expect, exercise
 from labkit.exercises._compare import expect_tensor, max_difference, same, seeded, seeded_randn
-from labkit.finetune import IGNORE_INDEX, accuracy, align_labels, entity_scores
+from labkit.finetune_data import align_labels
+from labkit.finetune_metrics import accuracy, entity_scores
+from labkit.modules import IGNORE_INDEX
 from labkit.word_shape import SHAPES, word_shape
 
 

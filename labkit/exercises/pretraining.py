@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from labkit.exercises import Failed, expect, exercise
 from labkit.exercises._compare import expect_tensor, max_difference, same, seeded
-from labkit.pretraining_data import IGNORE, make_nsp_pairs, mask_tokens
+from labkit.modules import IGNORE_INDEX
+from labkit.pretraining_data import make_nsp_pairs, mask_tokens
 
 PAD, CLS, SEP, MASK = 0, 1, 2, 3  # the checker's special ids; ordinary tokens are 10..VOCAB-1
 VOCAB = 1000
@@ -71,7 +72,7 @@ def check_bert_mask(answer: Callable[..., Any]) -> None:
            f"bert_mask returned {type(result).__name__}; expected a pair (inputs, labels)")
     inputs = expect_tensor(result[0], tuple(ids.shape), "inputs")
     labels = expect_tensor(result[1], tuple(ids.shape), "labels")
-    chosen = labels != IGNORE
+    chosen = labels != IGNORE_INDEX
     expect(bool(chosen.any()), "every label is −100: no token was chosen for the model to predict")
     expect(not (chosen & special).any(), f"{int((chosen & special).sum())} special tokens ([CLS], [SEP], [PAD]) "
                                          f"were chosen; only ordinary tokens may be")

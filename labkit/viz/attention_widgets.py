@@ -7,39 +7,18 @@ Display a view by leaving it as the last expression of a cell (see `WidgetView`)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
-import torch
 from torch import Tensor
 
-from labkit.validate import check_positive_int
+from labkit.attention import softmax_saturation
 from labkit.viz.figures import heatmap, to_numpy
 from labkit.viz.view import WidgetView
 
-__all__ = ["softmax_saturation", "SoftmaxSaturationDemo", "AttentionHeatmapWidget"]
-
-
-def softmax_saturation(d_k: int, n_keys: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
-    """Softmax of one query's scores against `n_keys` random keys, with and without the 1/√d_k scale.
-
-    q and the keys have unit-variance entries, so the raw dot products have standard deviation √d_k.
-    Returns the raw scores and both rows of weights, each of shape (n_keys,).
-    """
-    check_positive_int("d_k", d_k)
-    check_positive_int("n_keys", n_keys)
-    gen = torch.Generator().manual_seed(seed)
-    q = torch.randn(d_k, generator=gen)
-    keys = torch.randn(n_keys, d_k, generator=gen)
-    raw = keys @ q
-    return {
-        "scores": raw.numpy(),
-        "unscaled": torch.softmax(raw, dim=0).numpy(),
-        "scaled": torch.softmax(raw / math.sqrt(d_k), dim=0).numpy(),
-    }
+__all__ = ["SoftmaxSaturationDemo", "AttentionHeatmapWidget"]
 
 
 def _row_summary(p: np.ndarray) -> str:
@@ -66,7 +45,7 @@ class SoftmaxSaturationDemo(WidgetView):
         self.update(self.d_k.value)
 
     def update(self, d_k: int) -> None:
-        rows = softmax_saturation(d_k, self.n_keys, self.seed)
+        rows = {name: row.numpy() for name, row in softmax_saturation(d_k, self.n_keys, self.seed).items()}
         with self.figure.batch_update():
             self.figure.data[0].y = rows["unscaled"]
             self.figure.data[1].y = rows["scaled"]

@@ -15,9 +15,10 @@ import plotly.graph_objects as go
 from torch import Tensor, nn
 
 from labkit.finetune import predict_entities, predict_sentence
-from labkit.viz.view import WidgetView, error_html
+from labkit.finetune_metrics import entity_spans
+from labkit.viz.view import TextBoxView, probability_bars
 
-__all__ = ["confusion_figure", "entity_spans", "entity_html", "SentimentBox", "EntityBox"]
+__all__ = ["confusion_figure", "entity_html", "SentimentBox", "EntityBox"]
 
 ENTITY_COLOURS = {"PER": "#fed7d7", "ORG": "#c6f6d5", "LOC": "#bee3f8", "MISC": "#faf089"}
 
@@ -36,24 +37,6 @@ def confusion_figure(matrix: Tensor, label_names: Sequence[str], title: str = "c
     return fig
 
 
-def entity_spans(tagged: Sequence[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
-    """(word, IOB2 tag) pairs → (text, entity type or None) spans: B-X starts an X entity, I-X continues one of the
-    same type (an I-X after anything else starts one, as seqeval reads it), O and None are plain text."""
-    spans: list[tuple[str, str | None]] = []
-    inside = None
-    for word, tag in tagged:
-        if not isinstance(word, str) or not (tag is None or isinstance(tag, str)):
-            raise TypeError(f"tagged must hold (word, tag) pairs of strings (tag None for plain text), got "
-                            f"{(word, tag)!r}")
-        kind = tag[2:] if tag and tag[:2] in ("B-", "I-") else None
-        if kind is not None and tag.startswith("I-") and kind == inside:
-            spans[-1] = (f"{spans[-1][0]} {word}", kind)
-        else:
-            spans.append((word, kind))
-        inside = kind
-    return spans
-
-
 def entity_html(tagged: Sequence[tuple[str, str | None]]) -> str:
     """The words of a sentence with each entity shaded by type and labelled."""
     parts = []
@@ -68,48 +51,29 @@ def entity_html(tagged: Sequence[tuple[str, str | None]]) -> str:
     return f'<div style="line-height:2">{" ".join(parts)}</div>'
 
 
-class _TextBoxView(WidgetView):
-    """A text box whose every change calls `update`; subclasses draw the prediction."""
-
-    def __init__(self, text: str) -> None:
-        self.text = widgets.Text(value=text, description="your sentence", continuous_update=False,
-                                 layout=widgets.Layout(width="70%"), style={"description_width": "initial"})
-        self.message = widgets.HTML()
-        self.text.observe(lambda _: self.update(), names="value")
-
-    def update(self) -> Any:
-        raise NotImplementedError
-
-
-class SentimentBox(_TextBoxView):
+class SentimentBox(TextBoxView):
     """The classifier's probability for each label of the sentence typed in the box (`predict_sentence`)."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, label_names: Sequence[str],
                  text: str = "a gorgeous, witty, seductive movie.", task: str | None = None) -> None:
         super().__init__(text)
         self.model, self.tokenizer, self.label_names, self.task = model, tokenizer, list(label_names), task
-        self.figure = go.FigureWidget([go.Bar(orientation="h", marker_color="#2b6cb0")])
-        self.figure.update_layout(xaxis=dict(range=[0, 1], title="probability"), height=220,
-                                  margin=dict(l=100, r=20, t=50, b=50))
+        self.figure = probability_bars(height=220, left_margin=100)
         self.view = widgets.VBox([self.text, self.message, self.figure])
         self.update()
 
-    def update(self) -> list[tuple[str, float]] | None:
-        """Classify the current text, redraw, and return (label, probability) pairs; bad input returns None."""
-        try:
-            scores = predict_sentence(self.model, self.tokenizer, self.text.value, self.label_names, task=self.task)
-        except ValueError as error:
-            self.message.value = error_html(error)
-            return None
-        self.message.value = ""
+    def predict(self, text: str) -> list[tuple[str, float]]:
+        """(label, probability) pairs for `text`, likeliest first."""
+        return predict_sentence(self.model, self.tokenizer, text, self.label_names, task=self.task)
+
+    def draw(self, scores: list[tuple[str, float]]) -> None:
         with self.figure.batch_update():
             self.figure.data[0].y = [label for label, _ in scores]
             self.figure.data[0].x = [p for _, p in scores]
             self.figure.layout.title = f"{scores[0][0]} ({scores[0][1]:.1%})"
-        return scores
 
 
-class EntityBox(_TextBoxView):
+class EntityBox(TextBoxView):
     """The named entities the tagger finds in the sentence typed in the box (`predict_entities`), shaded by type."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, label_names: Sequence[str],
@@ -123,13 +87,9 @@ class EntityBox(_TextBoxView):
         self.view = widgets.VBox([self.text, self.message, self.output, widgets.HTML(legend)])
         self.update()
 
-    def update(self) -> list[tuple[str, str | None]] | None:
-        """Tag the current text, redraw, and return its (word, tag) pairs; bad input returns None."""
-        try:
-            tagged = predict_entities(self.model, self.tokenizer, self.text.value, self.label_names, task=self.task)
-        except ValueError as error:
-            self.message.value = error_html(error)
-            return None
-        self.message.value = ""
+    def predict(self, text: str) -> list[tuple[str, str | None]]:
+        """`text`'s (word, tag) pairs."""
+        return predict_entities(self.model, self.tokenizer, text, self.label_names, task=self.task)
+
+    def draw(self, tagged: list[tuple[str, str | None]]) -> None:
         self.output.value = entity_html(tagged)
-        return tagged

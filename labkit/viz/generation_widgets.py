@@ -15,31 +15,15 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 from torch import nn
 
-from labkit.generate import GenerationTrace, encode_prompt, generation_trace, seeded_generator
+from labkit.generate import (GenerationTrace, encode_prompt, generation_trace, seeded_generator, token_label,
+                             token_pieces)
 from labkit.validate import check_positive_int
-from labkit.viz.sampling import filter_sliders, slider_filters, visible_char
-from labkit.viz.view import WidgetView, error_html
+from labkit.viz.sampling import SamplingControls
+from labkit.viz.view import error_html
 
-__all__ = ["token_label", "token_pieces", "trace_heatmap", "GenerationExplorer"]
+__all__ = ["trace_heatmap", "GenerationExplorer"]
 
 RAW_COLOUR, FILTERED_COLOUR, CHOSEN_COLOUR = "#cbd5e0", "#2b6cb0", "#dd6b20"
-
-
-def token_label(tokenizer: Any, token_id: int) -> str:
-    """A token's text as a label you can see: '␣fox' for ' fox', '⏎' for a newline; '#id' if it decodes to ''."""
-    text = tokenizer.decode([token_id])
-    return "".join(visible_char(c) for c in text) if text else f"#{token_id}"
-
-
-def token_pieces(tokenizer: Any, ids: list[int], start: int) -> list[str]:
-    """The text each of ids[start:] adds to the decoded text: 'fox' gains its space after 'brown' with WordPiece
-    too. A token that does not simply extend the text (half of a UTF-8 character) gives its own decode."""
-    pieces, before = [], tokenizer.decode(ids[:start])
-    for end in range(start + 1, len(ids) + 1):
-        after = tokenizer.decode(ids[:end])
-        pieces.append(after[len(before):] if after.startswith(before) else tokenizer.decode(ids[end - 1:end]))
-        before = after
-    return pieces
 
 
 def trace_heatmap(trace: GenerationTrace, tokenizer: Any, title: str = "") -> go.Figure:
@@ -60,7 +44,7 @@ def trace_heatmap(trace: GenerationTrace, tokenizer: Any, title: str = "") -> go
     return fig
 
 
-class GenerationExplorer(WidgetView):
+class GenerationExplorer(SamplingControls):
     """Generation settings on sliders, and the generation they give, one step at a time.
 
     Every change of a setting generates again (seeded by `seed`, so the same settings give the same text);
@@ -79,19 +63,13 @@ class GenerationExplorer(WidgetView):
         self.model, self.tokenizer, self.block_size, self.n_bars = model, tokenizer, block_size, n_bars
         self.trace: GenerationTrace | None = None
         wide = {"description_width": "initial"}
-        self.prompt = widgets.Text(value=prompt, description="prompt", style=wide, continuous_update=False)
+        length = widgets.IntSlider(value=max_new_tokens, min=1, max=max(200, max_new_tokens),
+                                   description="new tokens", style=wide, continuous_update=False)
+        # one generation per release of a slider, not one per pixel dragged
+        self._add_controls(prompt, min(tokenizer.vocab_size, 100), length, seed, continuous_update=False)
         self.greedy = widgets.Checkbox(value=False, description="greedy: always the most probable token",
                                        indent=False)
-        # one generation per release of a slider, not one per pixel dragged
-        self.temperature, self.top_k, self.top_p, self.penalty = filter_sliders(min(tokenizer.vocab_size, 100),
-                                                                                continuous_update=False)
-        self.length = widgets.IntSlider(value=max_new_tokens, min=1, max=max(200, max_new_tokens),
-                                        description="new tokens", style=wide, continuous_update=False)
-        self.seed = widgets.IntText(value=seed, description="seed", style=wide)
-        self.button = widgets.Button(description="Generate", button_style="primary", icon="play")
         self.step = widgets.IntSlider(value=1, min=1, max=max_new_tokens, description="step", style=wide)
-        self.message = widgets.HTML()
-        self.text = widgets.HTML()
         self.figure = go.FigureWidget([
             go.Bar(name="model (T = 1, no filters)", marker_color=RAW_COLOUR, width=0.8),
             go.Bar(name="after your settings", marker_color=FILTERED_COLOUR, width=0.45),
@@ -105,19 +83,14 @@ class GenerationExplorer(WidgetView):
             control.observe(lambda _: self.generate(), names="value")
         self.step.observe(lambda _: self.show_step(), names="value")
         self.button.on_click(lambda _: self.generate())
-        self.view = widgets.VBox([
-            self.prompt,
-            widgets.HBox([widgets.VBox([self.greedy, self.temperature, self.top_k, self.top_p, self.penalty]),
-                          widgets.VBox([self.length, self.seed, self.button])]),
-            self.message, self.step, self.figure, self.text,
-        ])
+        self.view = widgets.VBox([self._panel(self.greedy), self.message, self.step, self.figure, self.text])
         self.generate()
 
     def settings(self) -> dict[str, Any]:
         """The controls as `generation_trace` keywords (top-k 0 and top-p 1 mean off; greedy keeps the penalty)."""
         if self.greedy.value:
             return dict(greedy=True, repetition_penalty=self.penalty.value)
-        return dict(greedy=False, **slider_filters(self.temperature, self.top_k, self.top_p, self.penalty))
+        return dict(greedy=False, **self.filters())
 
     def generate(self) -> GenerationTrace | None:
         """Generate `length` tokens after the prompt with the current settings and draw the chosen step; return

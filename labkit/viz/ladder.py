@@ -8,14 +8,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from labkit.ladder import Rung
+from labkit.loop import trailing_mean
 from labkit.validate import check_positive_int
-from labkit.viz.training import _moving_average
 
 __all__ = ["ladder_figure"]
 
 
 def ladder_figure(rungs: Mapping[str, Rung], smoothing: int = 25) -> go.Figure:
-    """Left: each rung's per-step training loss (moving average over `smoothing` steps). Right: each rung's
+    """Left: each rung's per-step training loss (trailing mean over `smoothing` steps). Right: each rung's
     validation loss, as bars in the order climbed."""
     if not rungs:
         raise ValueError("rungs is empty: train at least one rung first")
@@ -24,8 +24,7 @@ def ladder_figure(rungs: Mapping[str, Rung], smoothing: int = 25) -> go.Figure:
                         subplot_titles=("training loss, every rung on the same batches",
                                         "validation loss after the same steps"))
     for name, rung in rungs.items():
-        steps, smooth = _moving_average(rung.curve, smoothing)
-        fig.add_trace(go.Scatter(x=steps, y=smooth, mode="lines", name=name, legendgroup=name), row=1, col=1)
+        fig.add_trace(go.Scatter(x=list(range(1, len(rung.curve) + 1)), y=trailing_mean(rung.curve, smoothing), mode="lines", name=name, legendgroup=name), row=1, col=1)
     names = list(rungs)
     vals = [rungs[n].val for n in names]
     fig.add_trace(go.Bar(x=names, y=vals, text=[f"{v:.3f}" for v in vals], textposition="outside",

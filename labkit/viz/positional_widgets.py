@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from labkit.loop import trailing_mean
 from labkit.pe_workbench import VariantResult
 from labkit.positional import sinusoidal_table
 from labkit.validate import check_positive_int
@@ -69,18 +70,6 @@ class SinusoidalExplorer(WidgetView):
             self.curve.layout.title = f"PE[{pos}]: the fast pairs on the left turn, the slow ones stay near (0, 1)"
 
 
-def _trailing_mean(values: list[float], k: int) -> np.ndarray:
-    """The mean of each value and the k - 1 before it (fewer at the start); nan stays nan."""
-    values = np.asarray(values, dtype=float)
-    finite = np.isfinite(values)
-    sums = np.cumsum(np.where(finite, values, 0.0))
-    counts = np.cumsum(finite)
-    before = np.maximum(np.arange(len(values)) - k, -1)
-    window_sums = sums - np.where(before >= 0, sums[before], 0.0)
-    window_counts = counts - np.where(before >= 0, counts[before], 0)
-    return np.where(finite, window_sums / np.maximum(window_counts, 1), np.nan)
-
-
 def workbench_figure(results: Mapping[str, VariantResult], smoothing: int = 1) -> go.Figure:
     """Two panels from `labkit.pe_workbench.compare_positions`' results: the validation loss of each variant
     (bars), and the loss at each position of windows longer than the training context (a line per variant,
@@ -101,7 +90,7 @@ def workbench_figure(results: Mapping[str, VariantResult], smoothing: int = 1) -
         fig.add_trace(go.Bar(x=[name], y=[result.val_loss], marker_color=color, name=name, legendgroup=name,
                              showlegend=False, text=[f"{result.val_loss:.3f}"], textposition="outside",
                              hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>"), row=1, col=1)
-        curve = _trailing_mean(result.loss_by_position, smoothing)
+        curve = trailing_mean(result.loss_by_position, smoothing)
         fig.add_trace(go.Scatter(x=np.arange(len(curve)), y=curve, mode="lines", name=name, legendgroup=name,
                                  line=dict(color=color), hovertemplate=f"{name}, position %{{x}}: %{{y:.3f}}"
                                                                        f"<extra></extra>"), row=1, col=2)

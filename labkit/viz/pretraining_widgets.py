@@ -12,18 +12,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
 import torch
 from torch import Tensor, nn
 
 from labkit.pretraining import fill_mask
-from labkit.pretraining_data import IGNORE, PretrainingData, show_example
+from labkit.modules import IGNORE_INDEX
+from labkit.pretraining_data import PretrainingData, show_example
 from labkit.validate import check_positive_int
-from labkit.viz.view import WidgetView, error_html
+from labkit.viz.view import TextBoxView, WidgetView, probability_bars
 
 __all__ = ["example_table", "ExampleExplorer", "FillMaskBox"]
 
-_NSP_NAMES = {0: "IsNext: B follows A", 1: "NotNext: B is a random sentence", IGNORE: "a lone sentence (no NSP)"}
+_NSP_NAMES = {0: "IsNext: B follows A", 1: "NotNext: B is a random sentence", IGNORE_INDEX: "a lone sentence (no NSP)"}
 _SEGMENT_COLOURS = ("#ebf8ff", "#fefcbf")  # segment A, segment B
 
 
@@ -38,7 +38,7 @@ def example_table(tokenizer: Any, example: Mapping[str, Tensor]) -> str:
     """
     rows = show_example(tokenizer, example)
     shade = [f"background:{_SEGMENT_COLOURS[segment]}" for _, segment, _, _ in rows]
-    chosen = [label != IGNORE for *_, label in rows]
+    chosen = [label != IGNORE_INDEX for *_, label in rows]
 
     def line(name: str, cells: list[str]) -> str:
         return f"<tr><th style='text-align:right;padding-right:8px'>{name}</th>{''.join(cells)}</tr>"
@@ -76,34 +76,25 @@ class ExampleExplorer(WidgetView):
         return example
 
 
-class FillMaskBox(WidgetView):
+class FillMaskBox(TextBoxView):
     """A text box for a sentence with one [MASK]; the bars show the model's `top_k` guesses and their
     probabilities (`labkit.pretraining.fill_mask`). Bad input shows its error in `message` instead of raising."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, text: str = "the king is [MASK] .", top_k: int = 8,
                  title: str = "fill-mask") -> None:
         check_positive_int("top_k", top_k)
+        super().__init__(text)
         self.model, self.tokenizer, self.top_k, self.title = model, tokenizer, top_k, title
-        self.text = widgets.Text(value=text, description="your sentence", continuous_update=False,
-                                 layout=widgets.Layout(width="70%"), style={"description_width": "initial"})
-        self.message = widgets.HTML()
-        self.figure = go.FigureWidget([go.Bar(orientation="h", marker_color="#2b6cb0")])
-        self.figure.update_layout(xaxis=dict(range=[0, 1], title="probability"), yaxis=dict(autorange="reversed"),
-                                  height=320, margin=dict(l=120, r=20, t=50, b=50))
-        self.text.observe(lambda _: self.update(), names="value")
+        self.figure = probability_bars(height=320, left_margin=120, best_first=True)
         self.view = widgets.VBox([self.text, self.message, self.figure])
         self.update()
 
-    def update(self) -> list[tuple[str, float]] | None:
-        """Fill the mask of the current text, redraw, and return the guesses; bad input returns None."""
-        try:
-            guesses = fill_mask(self.model, self.tokenizer, self.text.value, top_k=self.top_k)
-        except ValueError as error:
-            self.message.value = error_html(error)
-            return None
-        self.message.value = ""
+    def predict(self, text: str) -> list[tuple[str, float]]:
+        """The `top_k` guesses for the mask in `text`, with their probabilities, likeliest first."""
+        return fill_mask(self.model, self.tokenizer, text, top_k=self.top_k)
+
+    def draw(self, guesses: list[tuple[str, float]]) -> None:
         with self.figure.batch_update():
             self.figure.data[0].y = [token for token, _ in guesses]
             self.figure.data[0].x = [p for _, p in guesses]
             self.figure.layout.title = f"{self.title}: {guesses[0][0]!r} at {guesses[0][1]:.1%}"
-        return guesses

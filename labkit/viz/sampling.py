@@ -15,44 +15,50 @@ import plotly.graph_objects as go
 from torch import Tensor, nn
 
 from labkit.corpus import CharTokenizer
-from labkit.generate import next_token_distribution, sample_text, seeded_generator
+from labkit.generate import next_token_distribution, sample_text, seeded_generator, visible_char
 from labkit.validate import check_positive_int
 from labkit.viz.view import WidgetView, error_html
 
-__all__ = ["visible_char", "filter_sliders", "slider_filters", "SamplingExplorer"]
+__all__ = ["SamplingControls", "SamplingExplorer"]
 
-_SHOWN = {"\n": "⏎", " ": "␣", "\t": "⇥"}
+class SamplingControls(WidgetView):
+    """The control panel the sampling and generation explorers share, built onto the explorer by `_add_controls`:
+    a prompt, temperature, top-k (0 = off), top-p (1 = off) and repetition-penalty sliders, a length slider, a seed
+    and a Generate button, with `message` (errors) and `text` (the output) below. `filters()` reads the sliders as
+    `filter_logits` keywords; `_panel(*first)` lays the controls out, `first` above the sliders."""
+
+    def _add_controls(self, prompt: str, top_k_max: int, length: widgets.IntSlider, seed: int,
+                      continuous_update: bool) -> None:
+        check_positive_int("top_k_max", top_k_max)
+        common = dict(style={"description_width": "initial"}, continuous_update=continuous_update)
+        self.prompt = widgets.Text(value=prompt, description="prompt", **common)
+        # temperature divides the logits, so it stays > 0 (its limit at 0 is greedy decoding)
+        self.temperature = widgets.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.05, description="temperature",
+                                               **common)
+        self.top_k = widgets.IntSlider(value=0, min=0, max=top_k_max, description="top-k (0 = off)", **common)
+        self.top_p = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p (1 = off)",
+                                         **common)
+        self.penalty = widgets.FloatSlider(value=1.0, min=1.0, max=2.0, step=0.05, description="repetition penalty",
+                                           **common)
+        self.length = length
+        self.seed = widgets.IntText(value=seed, description="seed", style=common["style"])
+        self.button = widgets.Button(description="Generate", button_style="primary", icon="play")
+        self.message = widgets.HTML()
+        self.text = widgets.HTML()
+
+    def _panel(self, *first: widgets.Widget) -> widgets.VBox:
+        return widgets.VBox([self.prompt, widgets.HBox([
+            widgets.VBox([*first, self.temperature, self.top_k, self.top_p, self.penalty]),
+            widgets.VBox([self.length, self.seed, self.button])])])
+
+    def filters(self) -> dict[str, float | int | None]:
+        """The sliders as `filter_logits` keywords; top-k 0 and top-p 1 mean off (None)."""
+        return dict(temperature=self.temperature.value, top_k=self.top_k.value or None,
+                    top_p=self.top_p.value if self.top_p.value < 1.0 else None,
+                    repetition_penalty=self.penalty.value)
 
 
-def visible_char(char: str) -> str:
-    """A character as a label you can see: '⏎' for a newline, '␣' for a space, repr() for other invisible ones."""
-    if char in _SHOWN:
-        return _SHOWN[char]
-    return char if char.isprintable() else repr(char)
-
-
-def filter_sliders(top_k_max: int, continuous_update: bool = True) -> tuple[
-        widgets.FloatSlider, widgets.IntSlider, widgets.FloatSlider, widgets.FloatSlider]:
-    """The sampling views' temperature, top-k (0 = off, up to `top_k_max`), top-p (1 = off) and
-    repetition-penalty sliders."""
-    check_positive_int("top_k_max", top_k_max)
-    common = dict(style={"description_width": "initial"}, continuous_update=continuous_update)
-    # temperature divides the logits, so it stays > 0 (its limit at 0 is greedy decoding)
-    temperature = widgets.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.05, description="temperature", **common)
-    top_k = widgets.IntSlider(value=0, min=0, max=top_k_max, description="top-k (0 = off)", **common)
-    top_p = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p (1 = off)", **common)
-    penalty = widgets.FloatSlider(value=1.0, min=1.0, max=2.0, step=0.05, description="repetition penalty", **common)
-    return temperature, top_k, top_p, penalty
-
-
-def slider_filters(temperature: widgets.FloatSlider, top_k: widgets.IntSlider, top_p: widgets.FloatSlider,
-                   penalty: widgets.FloatSlider) -> dict[str, float | int | None]:
-    """`filter_sliders`' values as `filter_logits` keywords; top-k 0 and top-p 1 mean off (None)."""
-    return dict(temperature=temperature.value, top_k=top_k.value or None,
-                top_p=top_p.value if top_p.value < 1.0 else None, repetition_penalty=penalty.value)
-
-
-class SamplingExplorer(WidgetView):
+class SamplingExplorer(SamplingControls):
     """Sampling controls for a trained character model, the next-character distribution they give, and a sample.
 
     The figure shows the `n_bars` most likely next characters after the prompt: `figure.data[0]` the model's own
@@ -68,15 +74,9 @@ class SamplingExplorer(WidgetView):
         check_positive_int("n_bars", n_bars)
         self.model, self.tokenizer, self.block_size = model, tokenizer, block_size
         self.n_bars = min(n_bars, tokenizer.vocab_size)
-        wide = {"description_width": "initial"}
-        self.prompt = widgets.Text(value=prompt, description="prompt", style=wide)
-        self.temperature, self.top_k, self.top_p, self.penalty = filter_sliders(tokenizer.vocab_size)
-        self.length = widgets.IntSlider(value=max_new_tokens, min=0, max=max(1000, max_new_tokens), step=10,
-                                        description="new characters", style=wide)
-        self.seed = widgets.IntText(value=seed, description="seed", style=wide)
-        self.button = widgets.Button(description="Generate", button_style="primary", icon="play")
-        self.message = widgets.HTML()
-        self.text = widgets.HTML()
+        length = widgets.IntSlider(value=max_new_tokens, min=0, max=max(1000, max_new_tokens), step=10,
+                                   description="new characters", style={"description_width": "initial"})
+        self._add_controls(prompt, tokenizer.vocab_size, length, seed, continuous_update=True)
         self.figure = go.FigureWidget([
             go.Bar(name="model (T = 1, no filters)", marker_color="#cbd5e0", width=0.8),
             go.Bar(name="after your settings", marker_color="#2b6cb0", width=0.45),
@@ -88,18 +88,9 @@ class SamplingExplorer(WidgetView):
         for control in (self.prompt, self.temperature, self.top_k, self.top_p, self.penalty):
             control.observe(lambda _: self.update(), names="value")
         self.button.on_click(lambda _: self.generate())
-        self.view = widgets.VBox([
-            self.prompt,
-            widgets.HBox([widgets.VBox([self.temperature, self.top_k, self.top_p, self.penalty]),
-                          widgets.VBox([self.length, self.seed, self.button])]),
-            self.message, self.figure, self.text,
-        ])
+        self.view = widgets.VBox([self._panel(), self.message, self.figure, self.text])
         self.update()
         self.generate()
-
-    def filters(self) -> dict[str, float | int | None]:
-        """The sliders as `filter_logits` keywords; top-k 0 and top-p 1 mean off (None)."""
-        return slider_filters(self.temperature, self.top_k, self.top_p, self.penalty)
 
     def _encode(self) -> Tensor:
         """The prompt as ids (1, seq); an empty, unknown-character or too-long prompt raises ValueError."""

@@ -8,21 +8,16 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from labkit.loop import trailing_mean
 from labkit.validate import check_positive_int
 from labkit.viz.view import WidgetView
 
 __all__ = ["LossPlot", "PretrainingPlot"]
 
 
-def _moving_average(values, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, means): the mean of each run of k consecutive values (k capped at their number), at its last step.
-    Steps count from 1; nan values (a step that measured nothing) are left out."""
-    values = np.asarray(values, dtype=float)
-    steps = np.flatnonzero(~np.isnan(values)) + 1
-    values = values[steps - 1]
-    k = max(1, min(k, len(values)))
-    smooth = np.convolve(values, np.ones(k) / k, mode="valid") if len(values) else values
-    return steps[k - 1:], smooth
+def _smoothed(values: list[float], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(steps from 1, the trailing mean over k steps) of a per-step curve, for a trace drawn over its nan gaps."""
+    return np.arange(1, len(values) + 1), trailing_mean(values, k)
 
 
 class LossPlot(WidgetView):
@@ -32,7 +27,8 @@ class LossPlot(WidgetView):
         check_positive_int("smoothing", smoothing)
         self.smoothing = smoothing
         self.figure = go.FigureWidget([
-            go.Scatter(name="train (per step, smoothed)", mode="lines", line=dict(color="#90cdf4", width=1)),
+            go.Scatter(name="train (per step, smoothed)", mode="lines", line=dict(color="#90cdf4", width=1),
+                       connectgaps=True),
             go.Scatter(name="train (estimate)", mode="lines+markers", line=dict(color="#2b6cb0")),
             go.Scatter(name="validation (estimate)", mode="lines+markers", line=dict(color="#c53030")),
         ])
@@ -43,7 +39,7 @@ class LossPlot(WidgetView):
     def update(self, history) -> None:
         """Redraw from a `labkit.loop.History` (anything with train_loss, eval_steps, eval_train, eval_val)."""
         with self.figure.batch_update():
-            self.figure.data[0].x, self.figure.data[0].y = _moving_average(history.train_loss, self.smoothing)
+            self.figure.data[0].x, self.figure.data[0].y = _smoothed(history.train_loss, self.smoothing)
             self.figure.data[1].x, self.figure.data[1].y = history.eval_steps, history.eval_train
             self.figure.data[2].x, self.figure.data[2].y = history.eval_steps, history.eval_val
             if history.eval_val:
@@ -63,14 +59,15 @@ class PretrainingPlot(WidgetView):
         fig = make_subplots(rows=1, cols=2, subplot_titles=("masked LM", "next sentence"),
                             specs=[[{"secondary_y": True}, {"secondary_y": True}]])
         loss, acc = dict(secondary_y=False), dict(secondary_y=True)
-        fig.add_trace(go.Scatter(name="MLM loss (per step, smoothed)", mode="lines",
+        fig.add_trace(go.Scatter(name="MLM loss (per step, smoothed)", mode="lines", connectgaps=True,
                                  line=dict(color="#90cdf4", width=1)), row=1, col=1, **loss)
         fig.add_trace(go.Scatter(name="held-out top-1", mode="lines+markers", line=dict(color="#2b6cb0")),
                       row=1, col=1, **acc)
         fig.add_trace(go.Scatter(name="held-out top-5", mode="lines+markers", line=dict(color="#2c7a7b")),
                       row=1, col=1, **acc)
-        fig.add_trace(go.Scatter(name="NSP loss (per step, smoothed)", mode="lines",
-                                 line=dict(color="#fbb6ce", width=1)), row=1, col=2, **loss)
+        fig.add_trace(go.Scatter(name="NSP loss (per step, smoothed; steps without sentence pairs skipped)",
+                                 mode="lines", connectgaps=True, line=dict(color="#fbb6ce", width=1)), row=1, col=2,
+                      **loss)
         fig.add_trace(go.Scatter(name="held-out NSP accuracy", mode="lines+markers", line=dict(color="#c53030")),
                       row=1, col=2, **acc)
         if unigram_top1 is not None:
@@ -91,10 +88,10 @@ class PretrainingPlot(WidgetView):
         eval_top5, eval_nsp_accuracy)."""
         d = self.figure.data
         with self.figure.batch_update():
-            d[0].x, d[0].y = _moving_average(history.mlm_loss, self.smoothing)
+            d[0].x, d[0].y = _smoothed(history.mlm_loss, self.smoothing)
             d[1].x, d[1].y = history.eval_steps, history.eval_top1
             d[2].x, d[2].y = history.eval_steps, history.eval_top5
-            d[3].x, d[3].y = _moving_average(history.nsp_loss, self.smoothing)
+            d[3].x, d[3].y = _smoothed(history.nsp_loss, self.smoothing)
             d[4].x, d[4].y = history.eval_steps, history.eval_nsp_accuracy
             if history.eval_steps:
                 self.figure.layout.title = (f"step {history.eval_steps[-1]}: masked top-1 "
