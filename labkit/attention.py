@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from labkit.masks import causal_mask, check_mask
 from labkit.modules import eval_mode
 from labkit.positional import RotaryEmbedding, alibi_bias
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = [
     "attention_scores",
@@ -166,7 +166,7 @@ def split_heads(x: Tensor, n_heads: int) -> Tensor:
     """(batch, seq, d_model) → (batch, heads, seq, d_head), with d_head = d_model / heads."""
     if x.dim() != 3:
         raise ValueError(f"expected (batch, seq, d_model), got shape {tuple(x.shape)}")
-    check_positive_int("n_heads", n_heads)
+    require_positive_int("n_heads", n_heads)
     batch, seq, d_model = x.shape
     if d_model % n_heads:
         raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
@@ -298,8 +298,8 @@ def softmax_saturation(d_k: int, n_keys: int = 8, seed: int = 0) -> dict[str, Te
     q and the keys have unit-variance entries, so the raw dot products have standard deviation √d_k.
     Returns the raw scores and both rows of weights, each of shape (n_keys,).
     """
-    check_positive_int("d_k", d_k)
-    check_positive_int("n_keys", n_keys)
+    require_positive_int("d_k", d_k)
+    require_positive_int("n_keys", n_keys)
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(d_k, generator=gen)
     keys = torch.randn(n_keys, d_k, generator=gen)

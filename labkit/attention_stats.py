@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["AGGREGATIONS", "STATISTICS", "CROSS_AGGREGATIONS", "CROSS_STATISTICS", "stack_attentions", "check_index",
            "head_entropy", "mean_distance", "token_groups", "attention_share", "aggregate_heads", "attention_rollout",
@@ -171,7 +171,7 @@ def head_statistics(attn: Tensor, tokens: Sequence[str], *, cross: bool = False)
 def window(attn: Tensor, tokens: Sequence[str], start: int, length: int) -> tuple[Tensor, list[str]]:
     """Positions start..start+length-1 of a long sequence, as queries and keys: ((layers, heads, length', length'),
     their tokens); length' is shorter at the end. The rows are cut, so they no longer sum to 1."""
-    check_positive_int("length", length)
+    require_positive_int("length", length)
     seq = attn.shape[-1]
     if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start < seq:
         raise IndexError(f"window start {start!r} is out of range: the sequence has {seq} tokens, 0..{seq - 1}")

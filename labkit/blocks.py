@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from labkit.attention import MultiHeadAttention
 from labkit.positional import RotaryEmbedding
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["FeedForward", "EncoderBlock", "DecoderBlock", "count_parameters"]
 
@@ -31,7 +31,7 @@ _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 def _check_config(d_model: int, n_heads: int, d_ff: int, dropout: float, activation: str) -> None:
     for name, n in (("d_model", d_model), ("n_heads", n_heads), ("d_ff", d_ff)):
-        check_positive_int(name, n)
+        require_positive_int(name, n)
     if d_model % n_heads:
         raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}: "
                          f"each head gets d_model / n_heads features")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["CharTokenizer", "train_val_split", "random_batch", "CharCorpus"]
 
@@ -130,8 +130,8 @@ def random_batch(ids: Tensor, batch_size: int, block_size: int, generator: torch
     The offsets come from `generator` (torch's global one when None), so a seeded generator repeats the batches.
     """
     _check_ids(ids)
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("block_size", block_size)
+    require_positive_int("batch_size", batch_size)
+    require_positive_int("block_size", block_size)
     if len(ids) < block_size + 1:
         raise ValueError(f"ids has {len(ids)} tokens, but a window of block_size={block_size} needs "
                          f"block_size + 1 = {block_size + 1} (inputs plus the next token)")

@@ -29,7 +29,7 @@ from labkit.finetune_metrics import accuracy, entity_scores, token_predictions_t
 from labkit.loop import History, run
 from labkit.modules import IGNORE_INDEX, eval_mode
 from labkit.presets import TrainConfig
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -56,8 +56,8 @@ class MultiTaskModel(nn.Module):
         if not isinstance(hidden, int):
             raise TypeError(f"encoder must be a Hugging Face model with config.hidden_size, got "
                             f"{type(encoder).__name__}")
-        check_positive_int("num_sentence_labels", num_sentence_labels)
-        check_positive_int("num_token_labels", num_token_labels)
+        require_positive_int("num_sentence_labels", num_sentence_labels)
+        require_positive_int("num_token_labels", num_token_labels)
         if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.encoder = encoder
@@ -186,7 +186,7 @@ def score_dataset(model: nn.Module, dataset: Dataset, tokenizer: PreTrainedToken
     model_task is passed to the model's forward when given (a `MultiTaskModel`).
     """
     _check_task(task)
-    check_positive_int("batch_size", batch_size)
+    require_positive_int("batch_size", batch_size)
     logits_list, labels_list = [], []
     with eval_mode(model):
         for batch in batches(dataset, tokenizer, task, batch_size):

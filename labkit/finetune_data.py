@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from labkit.modules import IGNORE_INDEX
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 from labkit.word_shape import shape_ids
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _check_fast(tokenizer: PreTrainedTokenizerBase) -> None:
 
 
 def _check_max_len(tokenizer: PreTrainedTokenizerBase, max_len: int) -> None:
-    check_positive_int("max_len", max_len)
+    require_positive_int("max_len", max_len)
     specials = tokenizer.num_special_tokens_to_add()
     if max_len <= specials:
         raise ValueError(f"max_len must leave room for text beside the tokenizer's {specials} special tokens, "

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from labkit.finetune_data import _check_label_names, _check_same_length, _check_task
 from labkit.modules import IGNORE_INDEX
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["accuracy", "confusion_matrix", "token_predictions_to_tags", "entity_scores", "trainer_metrics",
            "entity_spans"]
@@ -41,7 +41,7 @@ def accuracy(predictions: Any, labels: Any) -> float:
 
 def confusion_matrix(predictions: Any, labels: Any, n_classes: int) -> Tensor:
     """Counts (n_classes, n_classes), rows = true class, columns = predicted; -100 labels left out."""
-    check_positive_int("n_classes", n_classes)
+    require_positive_int("n_classes", n_classes)
     predicted, true = _ids_and_labels(predictions, labels)
     for name, ids in (("predictions", predicted), ("labels", true)):
         outside = ids[(ids < 0) | (ids >= n_classes)]

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from labkit.checkpoint import load_checkpoint, restore_model, save_checkpoint
 from labkit.device import bf16_is_fast
 from labkit.presets import TrainConfig
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["History", "trailing_mean", "lr_at", "batch_generator", "autocast", "make_optimizer", "interrupt_notice",
            "distributed", "run"]
@@ -88,7 +88,7 @@ class History:
 def trailing_mean(values: Sequence[float], k: int) -> np.ndarray:
     """(n,) → (n,): the mean of each value and the k - 1 before it (fewer at the start), nan values left out of every
     mean and left nan themselves. How the lab's plots smooth a per-step loss curve or a per-position one."""
-    check_positive_int("k", k)
+    require_positive_int("k", k)
     values = np.asarray(values, dtype=float)
     finite = np.isfinite(values)
     sums = np.cumsum(np.where(finite, values, 0.0))

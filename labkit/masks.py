@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["causal_mask", "padding_mask", "check_mask", "additive_mask"]
 
@@ -26,7 +26,7 @@ def causal_mask(seq_q: int, seq_k: int | None = None, device: torch.device | str
     """
     seq_k = seq_q if seq_k is None else seq_k
     for name, n in (("seq_q", seq_q), ("seq_k", seq_k)):
-        check_positive_int(name, n)
+        require_positive_int(name, n)
     return torch.ones(seq_q, seq_k, dtype=torch.bool, device=device).tril()
 
 
@@ -39,7 +39,7 @@ def padding_mask(lengths: Sequence[int] | Tensor, seq_len: int) -> Tensor:
     if lengths.dim() != 1 or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
         raise ValueError(f"lengths must be a 1-D sequence of ints, got shape {tuple(lengths.shape)} "
                          f"and dtype {lengths.dtype}")
-    check_positive_int("seq_len", seq_len)
+    require_positive_int("seq_len", seq_len)
     if (lengths < 1).any() or (lengths > seq_len).any():
         raise ValueError(f"every length must lie in 1..seq_len={seq_len}, got {lengths.tolist()}")
     keep = torch.arange(seq_len, device=lengths.device) < lengths[:, None]

@@ -25,7 +25,7 @@ from labkit.attention import recording_attention
 from labkit.blocks import EncoderBlock
 from labkit.modules import init_weights
 from labkit.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["POSITIONS", "check_position", "FORMULA_LENGTH_FACTOR", "SINUSOIDAL_SCALE", "GPTConfig", "TinyGPT", "BertConfig",
            "TinyBERT", "MaskedLMHead", "NSPHead"]
@@ -62,7 +62,7 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
-            check_positive_int(f"GPTConfig.{name}", getattr(self, name))
+            require_positive_int(f"GPTConfig.{name}", getattr(self, name))
         if self.d_model % self.n_head:
             raise ValueError(f"GPTConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
@@ -184,7 +184,7 @@ class BertConfig:
         if self.d_ff is None:
             object.__setattr__(self, "d_ff", 4 * self.d_model if isinstance(self.d_model, int) else self.d_model)
         for name in ("vocab_size", "max_len", "n_layer", "n_head", "d_model", "d_ff", "type_vocab_size"):
-            check_positive_int(f"BertConfig.{name}", getattr(self, name))
+            require_positive_int(f"BertConfig.{name}", getattr(self, name))
         if self.d_model % self.n_head:
             raise ValueError(f"BertConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
@@ -208,8 +208,8 @@ class MaskedLMHead(nn.Module):
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, *, layer_norm_eps: float = 1e-12) -> None:
         super().__init__()
-        check_positive_int("d_model", d_model)
-        check_positive_int("vocab_size", vocab_size)
+        require_positive_int("d_model", d_model)
+        require_positive_int("vocab_size", vocab_size)
         if not isinstance(embedding, nn.Embedding) or tuple(embedding.weight.shape) != (vocab_size, d_model):
             got = tuple(embedding.weight.shape) if isinstance(embedding, nn.Embedding) else type(embedding).__name__
             raise ValueError(f"embedding must be an nn.Embedding of shape (vocab_size={vocab_size}, "
@@ -232,7 +232,7 @@ class NSPHead(nn.Module):
 
     def __init__(self, d_model: int) -> None:
         super().__init__()
-        check_positive_int("d_model", d_model)
+        require_positive_int("d_model", d_model)
         self.pooler = nn.Linear(d_model, d_model)
         self.classifier = nn.Linear(d_model, 2)
         self.apply(init_weights)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = [
     "sinusoidal_table",
@@ -36,7 +36,7 @@ __all__ = [
 
 
 def _check_even(name: str, value: int, why: str) -> None:
-    check_positive_int(name, value)
+    require_positive_int(name, value)
     if value % 2:
         raise ValueError(f"{why}, so {name} must be even, got {value}")
 
@@ -63,7 +63,7 @@ def _frequencies(d: int, base: float) -> Tensor:
 
 def sinusoidal_table(max_len: int, d_model: int, base: float = 10000.0) -> Tensor:
     """(max_len, d_model): PE[pos, 2i] = sin(pos·ω_i), PE[pos, 2i+1] = cos(pos·ω_i), ω_i = base^(-2i/d_model)."""
-    check_positive_int("max_len", max_len)
+    require_positive_int("max_len", max_len)
     _check_even("d_model", d_model, "sinusoidal encoding pairs sin/cos dims")
     _check_base(base)
     # float64 for the angles: pos·ω reaches thousands of radians, where float32 would lose the 4th decimal.
@@ -98,8 +98,8 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__()
-        check_positive_int("max_len", max_len)
-        check_positive_int("d_model", d_model)
+        require_positive_int("max_len", max_len)
+        require_positive_int("d_model", d_model)
         self.max_len, self.d_model = max_len, d_model
         self.table = nn.Embedding(max_len, d_model)
         nn.init.normal_(self.table.weight, std=0.02)  # small, as GPT-2 does, so it does not swamp the tokens
@@ -133,7 +133,7 @@ def rope_angles(seq_len: int, d_head: int, base: float = 10000.0,
                 positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """cos and sin of the angles pos·ω_i, each (seq_len, d_head/2), or (..., seq_len, d_head/2) for
     `positions` of shape (..., seq_len) (default 0..seq_len-1)."""
-    check_positive_int("seq_len", seq_len)
+    require_positive_int("seq_len", seq_len)
     _check_even("d_head", d_head, "RoPE rotates dims in pairs")
     _check_base(base)
     if positions is None:
@@ -202,7 +202,7 @@ def alibi_slopes(n_heads: int) -> Tensor:
     below n: the p slopes for p heads, then the first n - p of the slopes for 2p heads that fall between them
     (2^(-4/p), 2^(-12/p), ...), as in the paper's code.
     """
-    check_positive_int("n_heads", n_heads)
+    require_positive_int("n_heads", n_heads)
     p = 1 << (n_heads.bit_length() - 1)  # the largest power of two <= n_heads
     slopes = [2.0 ** (-8.0 * i / p) for i in range(1, p + 1)]
     slopes += [2.0 ** (-8.0 * i / (2 * p)) for i in range(1, 2 * (n_heads - p), 2)]  # odd steps of 2p heads
@@ -217,7 +217,7 @@ def alibi_bias(n_heads: int, seq_q: int, seq_k: int | None = None,
     batch); add `is_causal=True` for a decoder. Query i and key j are aligned top-left, as in `causal_mask`.
     """
     seq_k = seq_q if seq_k is None else seq_k
-    check_positive_int("seq_q", seq_q)
-    check_positive_int("seq_k", seq_k)
+    require_positive_int("seq_q", seq_q)
+    require_positive_int("seq_k", seq_k)
     distance = (torch.arange(seq_q, device=device)[:, None] - torch.arange(seq_k, device=device)).abs()
     return alibi_slopes(n_heads).to(device)[:, None, None] * -distance  # -distance keeps the diagonal +0.0

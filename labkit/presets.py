@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
-__all__ = ["SCHEDULES", "TrainConfig", "Preset", "PRESETS", "FAMILIES", "fast_mode", "finetune_recipe", "preset_for", "get_preset"]
+__all__ = ["SCHEDULES", "TrainConfig", "Preset", "PRESETS", "FAMILIES", "fast_mode", "finetune_recipe", "preset_for",
+           "get_preset"]
 
 
 SCHEDULES = ("cosine", "linear")  # how the learning rate falls from `lr` to `min_lr` after the warm-up
@@ -49,7 +50,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "eval_batches"):
-            check_positive_int(f"TrainConfig.{name}", getattr(self, name))
+            require_positive_int(f"TrainConfig.{name}", getattr(self, name))
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
             raise ValueError(f"TrainConfig needs 0 <= min_lr <= lr and lr > 0, got min_lr={self.min_lr}, "
                              f"lr={self.lr}")

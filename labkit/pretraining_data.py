@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from labkit.modules import IGNORE_INDEX
 from labkit.data import load_data
-from labkit.validate import check_positive_int
+from labkit.modules import IGNORE_INDEX
+from labkit.validate import require_positive_int
 
 __all__ = ["MASK_PROB", "SOURCES", "SPLITS", "mask_tokens", "ordinary_token_ids", "documents",
            "SentencePair", "make_nsp_pairs", "encode_pair", "encode_single", "EncodedExamples", "PretrainingData",
@@ -67,7 +67,7 @@ def mask_tokens(input_ids: Tensor, special_tokens_mask: Tensor, *, mask_id: int,
     if special_tokens_mask.shape != input_ids.shape:
         raise ValueError(f"special_tokens_mask must have input_ids' shape {tuple(input_ids.shape)}, "
                          f"got {tuple(special_tokens_mask.shape)}")
-    check_positive_int("vocab_size", vocab_size)
+    require_positive_int("vocab_size", vocab_size)
     if not isinstance(mask_id, int) or not 0 <= mask_id < vocab_size:
         raise ValueError(f"mask_id must be an int in 0..{vocab_size - 1} (vocab_size={vocab_size}), got {mask_id!r}")
     if isinstance(mask_prob, bool) or not isinstance(mask_prob, (int, float)) or not 0 < mask_prob < 1:
@@ -252,7 +252,7 @@ def _special_ids(tokenizer: Any) -> tuple[int, int]:
 
 
 def _check_max_len(max_len: int, least: int) -> None:
-    check_positive_int("max_len", max_len)
+    require_positive_int("max_len", max_len)
     if max_len < least:
         raise ValueError(f"max_len must be at least {least} (the special tokens and two text tokens), got {max_len}")
 
@@ -423,7 +423,7 @@ class PretrainingData:
         _special_ids(tokenizer)
         _check_max_len(max_len, 5)
         if limit is not None:
-            check_positive_int("limit", limit)
+            require_positive_int("limit", limit)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {seed!r}")
         if isinstance(sources, str) or not sources or len(set(sources)) != len(sources):
@@ -489,7 +489,7 @@ class PretrainingData:
         batch_size examples are drawn, sorted by length, and one of the `LENGTH_GROUPS` runs of batch_size is kept,
         chosen at random. Every example is still as likely as any other to be drawn.
         """
-        check_positive_int("batch_size", batch_size)
+        require_positive_int("batch_size", batch_size)
         examples = self._examples(split)
         drawn = torch.randint(len(examples), (LENGTH_GROUPS * batch_size,), generator=generator)
         drawn = drawn[examples.lengths[drawn].argsort(stable=True)]
@@ -499,7 +499,7 @@ class PretrainingData:
     def heldout_batches(self, batch_size: int) -> Iterator[dict[str, Tensor]]:
         """All held-out examples, `batch_size` at a time (the last batch may be smaller), always in the same order
         and with the same masks."""
-        check_positive_int("batch_size", batch_size)
+        require_positive_int("batch_size", batch_size)
         for start in range(0, len(self.heldout), batch_size):
             yield self._batch("heldout", torch.arange(start, min(start + batch_size, len(self.heldout))), None)
 

@@ -30,7 +30,7 @@ import sacrebleu
 import torch
 from torch import Tensor
 
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["PAD", "BOS", "EOS", "UNK", "PAD_ID", "BOS_ID", "EOS_ID", "UNK_ID", "WORDINGS", "FIRST_DAY", "LAST_DAY",
            "Vocab", "Pair", "Batch", "cardinal", "ordinal", "year_in_words", "date_in_words", "source_tokens",
@@ -245,7 +245,7 @@ class TranslationData:
 
     def batch(self, split: str, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         """`batch_size` pairs of a split drawn at random (with replacement), collated."""
-        check_positive_int("batch_size", batch_size)
+        require_positive_int("batch_size", batch_size)
         pairs = self.split(split)
         rows = torch.randint(len(pairs), (batch_size,), generator=generator).tolist()
         return collate([pairs[i] for i in rows], self.source, self.target)
@@ -257,8 +257,8 @@ class TranslationData:
 def make_date_translation(n_train: int = 20000, n_heldout: int = 500, seed: int = 0) -> TranslationData:
     """`n_train + n_heldout` distinct dates drawn with `seed`, each written in a wording drawn with `seed`; the
     first `n_heldout` are held out. The same seed gives the same pairs."""
-    check_positive_int("n_train", n_train)
-    check_positive_int("n_heldout", n_heldout)
+    require_positive_int("n_train", n_train)
+    require_positive_int("n_heldout", n_heldout)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     days = (LAST_DAY - FIRST_DAY).days + 1

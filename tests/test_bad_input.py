@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import torch
 
-from labkit import (attention_stats, checkpoint, corpus, data, device, finetune_data, finetune_metrics, generate, loop,
-                    masks, pe_workbench, presets, pretraining_data, seq2seq, train, translation_data)
+from labkit import (attention_stats, checkpoint, corpus, data, device, encoder_decoder, finetune_data, finetune_metrics,
+                    generation, loop, masks, positional_workbench, presets, pretraining_data, train, translation_data)
 from labkit.attention import MultiHeadAttention, fast_attention, naive_attention, softmax_saturation, split_heads
-from labkit.check import check_close
+from labkit.compare import assert_close
 from labkit.exercises import check
 from labkit.models import GPTConfig, TinyGPT
 from labkit.positional import RotaryEmbedding, alibi_bias, apply_rope, sinusoidal_table
@@ -31,7 +31,7 @@ TOKENIZER = corpus.CharTokenizer.from_text("hello world")
 MODEL = TinyGPT(GPTConfig(vocab_size=TOKENIZER.vocab_size, block_size=16, n_layer=1, n_head=1, d_model=8)).eval()
 TEXT_CORPUS = corpus.CharCorpus.from_text("hello world " * 40)
 SOURCE, TARGET = translation_data.source_vocab(), translation_data.target_vocab()
-SEQ2SEQ = seq2seq.EncoderDecoder(seq2seq.Seq2SeqConfig(src_vocab_size=len(SOURCE.tokens),
+SEQ2SEQ = encoder_decoder.EncoderDecoder(encoder_decoder.EncoderDecoderConfig(src_vocab_size=len(SOURCE.tokens),
                                                        tgt_vocab_size=len(TARGET.tokens)))
 Q = torch.randn(1, 2, 3, 4)
 
@@ -83,16 +83,18 @@ CASES: list[Case] = [
     ("a token id outside the model's vocabulary", lambda: MODEL(torch.tensor([[99]])), ValueError,
      "outside the vocabulary 0..7"),
     ("a negative token id", lambda: MODEL(torch.tensor([[-1]])), ValueError, "from -1 to -1"),
-    ("an unknown variant in the workbench", lambda: pe_workbench.train_variant("relative", TEXT_CORPUS), ValueError,
-     "got 'relative'"),
+    ("an unknown variant in the workbench", lambda: positional_workbench.train_variant("relative", TEXT_CORPUS),
+     ValueError, "got 'relative'"),
     # the encoder–decoder and its task
-    ("an unknown source word", lambda: seq2seq.encode_source("the blorp of march", SOURCE), ValueError,
+    ("an unknown source word", lambda: encoder_decoder.encode_source("the blorp of march", SOURCE), ValueError,
      "unknown source token(s) ['blorp']"),
-    ("an empty source", lambda: seq2seq.greedy_decode(SEQ2SEQ, _ids(1, 0)), ValueError, "src is empty"),
-    ("a source longer than the model reads", lambda: seq2seq.greedy_decode(SEQ2SEQ, _ids(1, 40)), ValueError,
+    ("an empty source", lambda: encoder_decoder.greedy_decode(SEQ2SEQ, _ids(1, 0)), ValueError, "src is empty"),
+    ("a source longer than the model reads", lambda: encoder_decoder.greedy_decode(SEQ2SEQ, _ids(1, 40)), ValueError,
      "more than the 16 this model was built for"),
-    ("a float source", lambda: seq2seq.greedy_decode(SEQ2SEQ, torch.zeros(1, 3)), ValueError, "dtype torch.long"),
-    ("a beam of width 0", lambda: seq2seq.beam_search(SEQ2SEQ, torch.ones(1, 3, dtype=torch.long), beam_width=0),
+    ("a float source", lambda: encoder_decoder.greedy_decode(SEQ2SEQ, torch.zeros(1, 3)), ValueError,
+     "dtype torch.long"),
+    ("a beam of width 0",
+     lambda: encoder_decoder.beam_search(SEQ2SEQ, torch.ones(1, 3, dtype=torch.long), beam_width=0),
      ValueError, "beam_width must be a positive int"),
     ("BLEU over lists of different lengths", lambda: translation_data.bleu(["a"], ["a", "b"]), ValueError,
      "got 1 and 2"),
@@ -139,34 +141,34 @@ CASES: list[Case] = [
      "not divisible by n_head=3"),
     ("dropout of 1", lambda: GPTConfig(vocab_size=5, dropout=1.0), ValueError, "dropout must lie in [0, 1)"),
     # sampling and generation
-    ("NaN logits", lambda: generate.filter_logits(torch.full((1, 5), NAN)), ValueError, "5 NaN or +inf value(s)"),
-    ("+inf logits", lambda: generate.filter_logits(torch.tensor([[INF, 0.0]])), ValueError,
+    ("NaN logits", lambda: generation.filter_logits(torch.full((1, 5), NAN)), ValueError, "5 NaN or +inf value(s)"),
+    ("+inf logits", lambda: generation.filter_logits(torch.tensor([[INF, 0.0]])), ValueError,
      "first at index (0, 0)"),
-    ("logits at -inf for every token", lambda: generate.filter_logits(torch.full((2, 3), -INF)), ValueError,
+    ("logits at -inf for every token", lambda: generation.filter_logits(torch.full((2, 3), -INF)), ValueError,
      "-inf for every token"),
-    ("integer logits", lambda: generate.filter_logits(_ids(1, 3)), TypeError, "floating-point tensor"),
-    ("0-d logits", lambda: generate.filter_logits(torch.tensor(1.0)), ValueError, "got shape ()"),
-    ("temperature 0", lambda: generate.filter_logits(torch.zeros(1, 3), temperature=0), ValueError,
+    ("integer logits", lambda: generation.filter_logits(_ids(1, 3)), TypeError, "floating-point tensor"),
+    ("0-d logits", lambda: generation.filter_logits(torch.tensor(1.0)), ValueError, "got shape ()"),
+    ("temperature 0", lambda: generation.filter_logits(torch.zeros(1, 3), temperature=0), ValueError,
      "use greedy=True"),
-    ("temperature NaN", lambda: generate.filter_logits(torch.zeros(1, 3), temperature=NAN), ValueError,
+    ("temperature NaN", lambda: generation.filter_logits(torch.zeros(1, 3), temperature=NAN), ValueError,
      "temperature must be a number > 0"),
-    ("top_k 0", lambda: generate.filter_logits(torch.zeros(1, 3), top_k=0), ValueError, "top_k must be None or"),
-    ("top_p 1.5", lambda: generate.filter_logits(torch.zeros(1, 3), top_p=1.5), ValueError, "(0, 1]"),
+    ("top_k 0", lambda: generation.filter_logits(torch.zeros(1, 3), top_k=0), ValueError, "top_k must be None or"),
+    ("top_p 1.5", lambda: generation.filter_logits(torch.zeros(1, 3), top_p=1.5), ValueError, "(0, 1]"),
     ("a repetition penalty without the tokens so far",
-     lambda: generate.filter_logits(torch.zeros(1, 3), repetition_penalty=1.2), ValueError, "needs previous="),
-    ("an empty prompt", lambda: generate.generate(MODEL, _ids(1, 0), 3, block_size=16), ValueError,
+     lambda: generation.filter_logits(torch.zeros(1, 3), repetition_penalty=1.2), ValueError, "needs previous="),
+    ("an empty prompt", lambda: generation.generate(MODEL, _ids(1, 0), 3, block_size=16), ValueError,
      "empty prompt"),
-    ("a float prompt", lambda: generate.generate(MODEL, torch.zeros(1, 2), 3, block_size=16), TypeError,
+    ("a float prompt", lambda: generation.generate(MODEL, torch.zeros(1, 2), 3, block_size=16), TypeError,
      "long tensor of token ids"),
-    ("a prompt id outside the vocabulary", lambda: generate.generate(MODEL, torch.tensor([[99]]), 3, block_size=16),
+    ("a prompt id outside the vocabulary", lambda: generation.generate(MODEL, torch.tensor([[99]]), 3, block_size=16),
      ValueError, "outside the model's vocabulary 0..7"),
-    ("a negative number of new tokens", lambda: generate.generate(MODEL, _ids(1, 1), -1, block_size=16), ValueError,
+    ("a negative number of new tokens", lambda: generation.generate(MODEL, _ids(1, 1), -1, block_size=16), ValueError,
      "max_new_tokens must be an int >= 0"),
-    ("an empty text prompt", lambda: generate.sample_text(MODEL, TOKENIZER, "", 3, 16), ValueError,
+    ("an empty text prompt", lambda: generation.sample_text(MODEL, TOKENIZER, "", 3, 16), ValueError,
      "prompt is empty"),
-    ("a text prompt with unknown characters", lambda: generate.sample_text(MODEL, TOKENIZER, "zz", 3, 16),
+    ("a text prompt with unknown characters", lambda: generation.sample_text(MODEL, TOKENIZER, "zz", 3, 16),
      ValueError, "outside this tokenizer's vocabulary"),
-    ("a text prompt longer than the context", lambda: generate.sample_text(MODEL, TOKENIZER, "hello " * 4, 3, 16),
+    ("a text prompt longer than the context", lambda: generation.sample_text(MODEL, TOKENIZER, "hello " * 4, 3, 16),
      ValueError, "more than the model's block_size=16"),
     # training
     ("0 steps", lambda: presets.TrainConfig(steps=0), ValueError, "steps must be a positive int, got 0"),
@@ -190,9 +192,9 @@ CASES: list[Case] = [
     ("a negative seed", lambda: device.set_seed(-1), ValueError, "seed must be a non-negative int"),
     ("a bool seed", lambda: device.set_seed(True), ValueError, "got True"),
     # numeric checks
-    ("a NaN result", lambda: check_close("x", torch.tensor([NAN]), torch.tensor([0.0])), AssertionError,
+    ("a NaN result", lambda: assert_close("x", torch.tensor([NAN]), torch.tensor([0.0])), AssertionError,
      "max |difference| = nan"),
-    ("shapes that differ", lambda: check_close("x", torch.zeros(2), torch.zeros(3)), AssertionError,
+    ("shapes that differ", lambda: assert_close("x", torch.zeros(2), torch.zeros(3)), AssertionError,
      "shapes differ: (2,) vs (3,)"),
     # datasets
     ("an unknown dataset", lambda: data.load_data("imdb"), ValueError, "got 'imdb'"),

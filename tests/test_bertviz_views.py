@@ -15,7 +15,7 @@ from transformers import BertConfig, BertModel
 from labkit import js_assets
 from labkit.js_assets import LIBRARIES, library_source
 from labkit.viz.bertviz_views import (CDN_REQUIRE, head_view, model_attention, model_view, neuron_model, neuron_view,
-                                       offline_html)
+                                      offline_html)
 
 TOKENS = ["[CLS]", "the", "cat", "sat", "[SEP]"]
 

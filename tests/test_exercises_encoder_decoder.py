@@ -10,7 +10,7 @@ import pytest
 import sacrebleu
 import torch
 
-from labkit import seq2seq
+from labkit import encoder_decoder
 from labkit.exercises import check, exercises
 from labkit.exercises.encoder_decoder import (reference_beam_score, reference_beam_step, reference_clipped_precision,
                                               reference_shift_right, reference_source_padding_mask)
@@ -146,21 +146,22 @@ def test_answers_written_other_ways_pass() -> None:
 
 def test_the_references_agree_with_labkit() -> None:
     src = torch.tensor([[5, 6, 7], [8, PAD_ID, PAD_ID]])
-    model = seq2seq.EncoderDecoder(seq2seq.Seq2SeqConfig(src_vocab_size=12, tgt_vocab_size=15))
+    model = encoder_decoder.EncoderDecoder(encoder_decoder.EncoderDecoderConfig(src_vocab_size=12, tgt_vocab_size=15))
     assert torch.equal(reference_source_padding_mask(src), model.source_mask(src))
     tgt = torch.tensor([[1, 7, 8, 2], [1, 9, 2, 0]])
-    assert all(torch.equal(a, b) for a, b in zip(reference_shift_right(tgt), seq2seq.shift_right(tgt)))
+    assert all(torch.equal(a, b) for a, b in zip(reference_shift_right(tgt), encoder_decoder.shift_right(tgt)))
     lp = torch.tensor([-0.3, -1.1, -0.05, -2.0, -0.4])
     for alpha in (0.0, 0.6, 1.0):
-        assert reference_beam_score(lp, alpha) == pytest.approx(seq2seq.length_normalised(float(lp.sum()), 5, alpha))
+        expected = encoder_decoder.length_normalised(float(lp.sum()), 5, alpha)
+        assert reference_beam_score(lp, alpha) == pytest.approx(expected)
 
 
 def test_beam_step_is_beam_searchs_step() -> None:
     """A beam search written with the reference step and score (no early stop) finds beam_search's best."""
     with torch.random.fork_rng():
         torch.manual_seed(3)
-        model = seq2seq.EncoderDecoder(seq2seq.Seq2SeqConfig(src_vocab_size=12, tgt_vocab_size=15,
-                                                             max_tgt_len=6)).eval()
+        config = encoder_decoder.EncoderDecoderConfig(src_vocab_size=12, tgt_vocab_size=15, max_tgt_len=6)
+        model = encoder_decoder.EncoderDecoder(config).eval()
     src = torch.tensor([[4, 5, 6, 7]])
     for width in (1, 3):
         with torch.no_grad():
@@ -179,7 +180,7 @@ def test_beam_step_is_beam_searchs_step() -> None:
                 if not live:
                     break
         best = max(finished, key=lambda h: reference_beam_score(torch.tensor(h[1]), 1.0))
-        expected = seq2seq.beam_search(model, src, beam_width=width, alpha=1.0)[0]
+        expected = encoder_decoder.beam_search(model, src, beam_width=width, alpha=1.0)[0]
         assert best[0] == expected.tokens
         assert reference_beam_score(torch.tensor(best[1]), 1.0) == pytest.approx(expected.score, abs=1e-5)
 

@@ -1,5 +1,5 @@
 """Notebook 07's checkers: a right answer written by hand passes, each plausible mistake (WRONG_ANSWERS, run by
-tests/test_exercises.py) gets its own message, and the references agree with `labkit.generate` beyond the checkers'
+tests/test_exercises.py) gets its own message, and the references agree with `labkit.generation` beyond the checkers'
 own inputs."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from labkit.exercises import check
 from labkit.exercises.generation import (_small_gpt, reference_apply_temperature, reference_greedy_generate,
                                          reference_repetition_penalty, reference_top_k_filter, reference_top_p_filter)
-from labkit.generate import filter_logits, generate
+from labkit.generation import filter_logits, generate
 
 
 # --- the greedy loop --------------------------------------------------------------------------------------------

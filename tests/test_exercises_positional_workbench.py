@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from labkit.corpus import random_batch
 from labkit.exercises import check, exercises
-from labkit.pe_workbench import mean_loss_up_to
-from labkit.positional import alibi_bias, alibi_slopes
 from labkit.loop import trailing_mean
+from labkit.positional import alibi_bias, alibi_slopes
+from labkit.positional_workbench import mean_loss_up_to
 
 NAMES = ["alibi_head_slopes", "alibi_bias_from_slopes", "windows_longer_than_context", "loss_per_position",
          "extrapolation_ratio", "trailing_mean_curve"]

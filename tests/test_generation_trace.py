@@ -1,4 +1,4 @@
-"""labkit.generate's step-by-step trace, the Hugging Face adapter, and the prompt and seed helpers."""
+"""labkit.generation's step-by-step trace, the Hugging Face adapter, and the prompt and seed helpers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from labkit.corpus import CharTokenizer
-from labkit.generate import (CausalLMAdapter, encode_prompt, generate, generation_trace, next_token_distribution,
-                             sample_text, seeded_generator)
+from labkit.generation import (CausalLMAdapter, encode_prompt, generate, generation_trace, next_token_distribution,
+                               sample_text, seeded_generator)
 from labkit.models import GPTConfig, TinyGPT
 
 VOCAB, BLOCK = 12, 8

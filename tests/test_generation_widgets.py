@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from labkit.generate import generation_trace, seeded_generator, token_label, token_pieces
+from labkit.generation import generation_trace, seeded_generator, token_label, token_pieces
 from labkit.viz.generation_widgets import CHOSEN_COLOUR, GenerationExplorer, trace_heatmap
 
 BLOCK = 16  # the context of conftest's char_model

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit.attention import recording_attention
-from labkit.exercises.tiny_gpt_ladder import ReferenceGPT
+from labkit.exercises.ladder import ReferenceGPT
 from labkit.ladder import Rung, ladder_config, ladder_table, tiny_gpt_tensors, to_tiny_gpt
 from labkit.viz.ladder import ladder_figure
 

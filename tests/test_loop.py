@@ -15,11 +15,11 @@ from torch import Tensor, nn
 
 from labkit.checkpoint import load_checkpoint
 from labkit.corpus import CharCorpus
+from labkit.encoder_decoder import EncoderDecoder, EncoderDecoderConfig, train_encoder_decoder
 from labkit.loop import History, _Smoothed, lr_at, run
 from labkit.models import BertConfig, GPTConfig, TinyBERT, TinyGPT
 from labkit.presets import TrainConfig
 from labkit.pretraining import pretrain
-from labkit.seq2seq import EncoderDecoder, Seq2SeqConfig, train_seq2seq
 from labkit.train import train
 from labkit.translation_data import make_date_translation
 
@@ -156,9 +156,10 @@ def trainer(request, shakespeare: str) -> Trainer:
                        lambda model, config, **options: pretrain(model, data, config, progress=False, **options),
                        lambda model: nn.init.constant_(model.emb_norm.weight, math.nan))
     data = make_date_translation(n_train=200, n_heldout=20, seed=0)
-    return Trainer(seeded(lambda: EncoderDecoder(Seq2SeqConfig(len(data.source), len(data.target), n_head=2,
+    return Trainer(seeded(lambda: EncoderDecoder(EncoderDecoderConfig(len(data.source), len(data.target), n_head=2,
                                                                d_model=16, d_ff=32, dropout=0.1))),
-                   lambda model, config, **options: train_seq2seq(model, data, config, progress=False, **options),
+                   lambda model, config, **options: train_encoder_decoder(model, data, config, progress=False,
+                                                                          **options),
                    lambda model: nn.init.constant_(model.decoder_norm.weight, math.nan))
 
 

@@ -12,9 +12,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from labkit.blocks import count_parameters
 from labkit.checkpoint import save_checkpoint
 from labkit.corpus import CharCorpus, CharTokenizer
-from labkit.blocks import count_parameters
 from labkit.models import FORMULA_LENGTH_FACTOR, POSITIONS, SINUSOIDAL_SCALE, GPTConfig, TinyGPT
 from labkit.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, alibi_bias, sinusoidal_table
 from labkit.presets import TrainConfig

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from labkit.doctor import NOTEBOOK_TIMES
+from labkit.encoder_decoder import EncoderDecoderConfig
 from labkit.models import BertConfig, GPTConfig, TinyBERT, TinyGPT
 from labkit.presets import FAMILIES, PRESETS, Preset, TrainConfig, get_preset, preset_for
-from labkit.seq2seq import Seq2SeqConfig
 
 MODELS = {"tiny_gpt": lambda shape: TinyGPT(GPTConfig(vocab_size=65, **shape)),
           "positional_workbench": lambda shape: TinyGPT(GPTConfig(vocab_size=65, **shape)),
           "pretraining": lambda shape: TinyBERT(BertConfig(vocab_size=100, **shape)),
-          "encoder_decoder": lambda shape: Seq2SeqConfig(80, 15, **shape)}
+          "encoder_decoder": lambda shape: EncoderDecoderConfig(80, 15, **shape)}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

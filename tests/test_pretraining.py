@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from labkit.loop import make_optimizer
 from labkit.models import BertConfig, TinyBERT
+from labkit.presets import TrainConfig
 from labkit.pretraining import (NSP_CHANCE, EncoderWithMLMHead, PretrainHistory, evaluate, fill_mask, load_pretrained,
                                 pretrain, pretraining_loss, unigram_baseline)
-from labkit.loop import make_optimizer
-from labkit.presets import TrainConfig
 
 # ----------------------------------------------------------------------------- a learnable synthetic task
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from labkit.models import BertConfig, TinyBERT
-from labkit.pretraining import fill_mask
 from labkit.modules import IGNORE_INDEX
+from labkit.pretraining import fill_mask
 from labkit.pretraining_data import PretrainingData, encode_pair, show_example
 from labkit.viz.pretraining_widgets import ExampleExplorer, FillMaskBox, example_table
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from labkit.corpus import CharTokenizer
-from labkit.generate import next_token_distribution
+from labkit.generation import next_token_distribution
+from labkit.generation import visible_char
 from labkit.models import TinyGPT
-from labkit.generate import visible_char
 from labkit.viz.sampling import SamplingExplorer
 
 BLOCK = 16  # the context of conftest's char_model

@@ -1,7 +1,7 @@
 """Notebook 09's exercises, in the order the notebook teaches them: the source padding mask, the decoder's shifted
 input, one greedy step, one beam-search step, a length-normalised beam score, and BLEU's clipped n-gram precision.
 
-Each reference follows labkit's own rule: `EncoderDecoder.source_mask`, `labkit.seq2seq.shift_right`,
+Each reference follows labkit's own rule: `EncoderDecoder.source_mask`, `labkit.encoder_decoder.shift_right`,
 `greedy_decode`'s step, `beam_search`'s step and `length_normalised`, and the n-gram counts sacrebleu makes inside
 `labkit.translation_data.bleu` (tests/test_exercises_encoder_decoder.py proves each agreement).
 """

@@ -1,7 +1,7 @@
 """Notebook 07's exercises, in the order the notebook teaches them: the greedy generation loop, the share of
 repeated n-grams that measures how much a text repeats itself, then the four settings that reshape the next-token
 distribution before a draw: temperature, top-k, top-p and the repetition penalty (labkit's rule, as
-`labkit.generate.filter_logits` applies it)."""
+`labkit.generation.filter_logits` applies it)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from labkit.exercises import Failed, expect, exercise
 from labkit.exercises._compare import expect_tensor, max_difference, same, seeded
-from labkit.generate import filter_logits, generate
+from labkit.generation import filter_logits, generate
 from labkit.models import GPTConfig, TinyGPT
 
 

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from labkit.attention_stats import (AGGREGATIONS, CROSS_AGGREGATIONS, CROSS_STATISTICS, STATISTICS,
                                     aggregate_heads, check_index, head_statistics, stack_attentions)
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 from labkit.viz.figures import IMAGE_FORMATS, save_image
 from labkit.viz.view import WidgetView, error_html
 
@@ -61,8 +61,8 @@ class AttentionExplorer(WidgetView):
                  tokens: Sequence[str], *, key_tokens: Sequence[str] | None = None,
                  reference: Sequence[Tensor] | Tensor | None = None, max_tokens: int = 64, decimals: int = 3,
                  title: str = "") -> None:
-        check_positive_int("max_tokens", max_tokens)
-        check_positive_int("decimals", decimals)
+        require_positive_int("max_tokens", max_tokens)
+        require_positive_int("decimals", decimals)
         runs = dict(attentions) if isinstance(attentions, Mapping) else {"": attentions}
         if not runs:
             raise ValueError("attentions is an empty mapping: give at least one checkpoint's attentions")

@@ -28,7 +28,7 @@ from torch import Tensor
 from labkit.assets import DEFAULT_ENCODER, resolve_model
 from labkit.attention_stats import stack_attentions
 from labkit.js_assets import LIBRARIES, library_source
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["model_attention", "offline_html", "head_view", "model_view", "neuron_model", "neuron_view"]
 
@@ -87,7 +87,7 @@ def offline_html(bertviz_html: str) -> str:
 def _prepare(attention: Sequence[Tensor] | Tensor, tokens: Sequence[str], decimals: int,
              max_tokens: int) -> tuple[tuple[Tensor, ...], list[str]]:
     """bertviz's input (one (1, heads, seq, seq) tensor per layer, rounded) after labkit's checks."""
-    check_positive_int("decimals", decimals)
+    require_positive_int("decimals", decimals)
     attn = stack_attentions(attention, tokens)  # (layers, heads, seq, seq)
     if attn.shape[-1] > max_tokens:
         raise ValueError(f"{attn.shape[-1]} tokens are more than bertviz's views handle well ({max_tokens}: "

@@ -1,7 +1,7 @@
 """Views for notebook 07: a generation step by step: the tokens the model proposed at each step, how the settings
 reshaped their probabilities, and which one was chosen.
 
-The numbers come from `labkit.generate.generation_trace`; the views only draw them. They work with labkit's
+The numbers come from `labkit.generation.generation_trace`; the views only draw them. They work with labkit's
 CharTokenizer and with Hugging Face tokenizers (anything with `encode` and `decode`). As in the other views,
 moving a control in Python (`slider.value = ...`) redraws through plain methods, so tests need no browser.
 """
@@ -15,9 +15,9 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 from torch import nn
 
-from labkit.generate import (GenerationTrace, encode_prompt, generation_trace, seeded_generator, token_label,
-                             token_pieces)
-from labkit.validate import check_positive_int
+from labkit.generation import (GenerationTrace, encode_prompt, generation_trace, seeded_generator, token_label,
+                               token_pieces)
+from labkit.validate import require_positive_int
 from labkit.viz.sampling import SamplingControls
 from labkit.viz.view import error_html
 
@@ -59,7 +59,7 @@ class GenerationExplorer(SamplingControls):
     def __init__(self, model: nn.Module, tokenizer: Any, block_size: int, prompt: str = "ROMEO:",
                  max_new_tokens: int = 40, seed: int = 0, n_bars: int = 10) -> None:
         for name, value in (("block_size", block_size), ("max_new_tokens", max_new_tokens), ("n_bars", n_bars)):
-            check_positive_int(name, value)
+            require_positive_int(name, value)
         self.model, self.tokenizer, self.block_size, self.n_bars = model, tokenizer, block_size, n_bars
         self.trace: GenerationTrace | None = None
         wide = {"description_width": "initial"}

@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 
 from labkit.ladder import Rung
 from labkit.loop import trailing_mean
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["ladder_figure"]
 
@@ -19,12 +19,13 @@ def ladder_figure(rungs: Mapping[str, Rung], smoothing: int = 25) -> go.Figure:
     validation loss, as bars in the order climbed."""
     if not rungs:
         raise ValueError("rungs is empty: train at least one rung first")
-    check_positive_int("smoothing", smoothing)
+    require_positive_int("smoothing", smoothing)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.1,
                         subplot_titles=("training loss, every rung on the same batches",
                                         "validation loss after the same steps"))
     for name, rung in rungs.items():
-        fig.add_trace(go.Scatter(x=list(range(1, len(rung.curve) + 1)), y=trailing_mean(rung.curve, smoothing), mode="lines", name=name, legendgroup=name), row=1, col=1)
+        fig.add_trace(go.Scatter(x=list(range(1, len(rung.curve) + 1)), y=trailing_mean(rung.curve, smoothing),
+                                 mode="lines", name=name, legendgroup=name), row=1, col=1)
     names = list(rungs)
     vals = [rungs[n].val for n in names]
     fig.add_trace(go.Bar(x=names, y=vals, text=[f"{v:.3f}" for v in vals], textposition="outside",

@@ -1,33 +1,21 @@
-"""Views of positional encodings: notebook 02's explorer for the sinusoidal encoding, and notebook 10's figure of
-the position-scheme comparison.
+"""Views of positional encodings for notebook 02: the explorer of the sinusoidal encoding.
 
 As in `attention_widgets`, a view keeps its controls (`ipywidgets`) and figures (`go.FigureWidget`) as attributes
 and redraws in a plain `update()` method; moving a control in Python (`slider.value = ...`) calls it.
-The numbers come from `labkit.positional` and `labkit.pe_workbench`.
+The numbers come from `labkit.positional`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from labkit.loop import trailing_mean
-from labkit.pe_workbench import VariantResult
 from labkit.positional import sinusoidal_table
-from labkit.validate import check_positive_int
 from labkit.viz.figures import table_heatmap, to_numpy
 from labkit.viz.view import WidgetView
 
-__all__ = ["SinusoidalExplorer", "POSITION_COLORS", "workbench_figure"]
-
-# One colour per position scheme, the same in every panel.
-POSITION_COLORS = {"none": "#718096", "sinusoidal": "#d69e2e", "learned": "#2b6cb0", "rope": "#c53030",
-                   "alibi": "#2f855a"}
-
+__all__ = ["SinusoidalExplorer"]
 
 class SinusoidalExplorer(WidgetView):
     """Sliders for d_model, base and a position; the table PE (max_len, d_model) as a heatmap with the chosen
@@ -68,41 +56,3 @@ class SinusoidalExplorer(WidgetView):
             self.curve.data[0].x, self.curve.data[0].y = pairs, pe[pos, 0::2]
             self.curve.data[1].x, self.curve.data[1].y = pairs, pe[pos, 1::2]
             self.curve.layout.title = f"PE[{pos}]: the fast pairs on the left turn, the slow ones stay near (0, 1)"
-
-
-def workbench_figure(results: Mapping[str, VariantResult], smoothing: int = 1) -> go.Figure:
-    """Two panels from `labkit.pe_workbench.compare_positions`' results: the validation loss of each variant
-    (bars), and the loss at each position of windows longer than the training context (a line per variant,
-    averaged over the last `smoothing` positions; the context and its multiples marked)."""
-    if not results:
-        raise ValueError("results is empty: pass compare_positions' dict of position → VariantResult")
-    check_positive_int("smoothing", smoothing)
-    block_sizes = {r.block_size for r in results.values()}
-    if len(block_sizes) != 1:
-        raise ValueError(f"results come from different training contexts {sorted(block_sizes)}; compare variants "
-                         f"trained under one preset")
-    block_size = block_sizes.pop()
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7], horizontal_spacing=0.1,
-                        subplot_titles=(f"validation loss at the training context ({block_size} tokens)",
-                                        "loss at each position of longer windows"))
-    for name, result in results.items():
-        color = POSITION_COLORS.get(name, "#000000")
-        fig.add_trace(go.Bar(x=[name], y=[result.val_loss], marker_color=color, name=name, legendgroup=name,
-                             showlegend=False, text=[f"{result.val_loss:.3f}"], textposition="outside",
-                             hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>"), row=1, col=1)
-        curve = trailing_mean(result.loss_by_position, smoothing)
-        fig.add_trace(go.Scatter(x=np.arange(len(curve)), y=curve, mode="lines", name=name, legendgroup=name,
-                                 line=dict(color=color), hovertemplate=f"{name}, position %{{x}}: %{{y:.3f}}"
-                                                                       f"<extra></extra>"), row=1, col=2)
-    longest = max(len(r.loss_by_position) for r in results.values())
-    for multiple in range(1, longest // block_size):
-        fig.add_vline(x=multiple * block_size - 0.5, line=dict(dash="dash", color="#4a5568", width=1), row=1, col=2,
-                      annotation_text="training context" if multiple == 1 else f"{multiple}×",
-                      annotation_position="top left" if multiple == 1 else "top right")
-    losses = [r.val_loss for r in results.values()]
-    fig.update_yaxes(title_text="cross-entropy (nats/char)", range=[min(losses) - 0.3, max(losses) + 0.15], row=1,
-                     col=1)
-    fig.update_yaxes(title_text="cross-entropy (nats/char)", row=1, col=2)
-    fig.update_xaxes(title_text="position in the window", row=1, col=2)
-    fig.update_layout(height=430, margin=dict(l=60, r=20, t=60, b=50), legend_title_text="position scheme")
-    return fig

@@ -15,10 +15,10 @@ import ipywidgets as widgets
 import torch
 from torch import Tensor, nn
 
-from labkit.pretraining import fill_mask
 from labkit.modules import IGNORE_INDEX
+from labkit.pretraining import fill_mask
 from labkit.pretraining_data import PretrainingData, show_example
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 from labkit.viz.view import TextBoxView, WidgetView, probability_bars
 
 __all__ = ["example_table", "ExampleExplorer", "FillMaskBox"]
@@ -82,7 +82,7 @@ class FillMaskBox(TextBoxView):
 
     def __init__(self, model: nn.Module, tokenizer: Any, text: str = "the king is [MASK] .", top_k: int = 8,
                  title: str = "fill-mask") -> None:
-        check_positive_int("top_k", top_k)
+        require_positive_int("top_k", top_k)
         super().__init__(text)
         self.model, self.tokenizer, self.top_k, self.title = model, tokenizer, top_k, title
         self.figure = probability_bars(height=320, left_margin=120, best_first=True)

@@ -2,7 +2,7 @@
 
 As in the other views, the controls (`ipywidgets`) and the figure (`go.FigureWidget`) are attributes, and moving
 a control in Python (`slider.value = ...`) redraws through plain methods, so tests need no browser. The numbers
-come from `labkit.generate`.
+come from `labkit.generation`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 from torch import Tensor, nn
 
 from labkit.corpus import CharTokenizer
-from labkit.generate import next_token_distribution, sample_text, seeded_generator, visible_char
-from labkit.validate import check_positive_int
+from labkit.generation import next_token_distribution, sample_text, seeded_generator, visible_char
+from labkit.validate import require_positive_int
 from labkit.viz.view import WidgetView, error_html
 
 __all__ = ["SamplingControls", "SamplingExplorer"]
@@ -29,7 +29,7 @@ class SamplingControls(WidgetView):
 
     def _add_controls(self, prompt: str, top_k_max: int, length: widgets.IntSlider, seed: int,
                       continuous_update: bool) -> None:
-        check_positive_int("top_k_max", top_k_max)
+        require_positive_int("top_k_max", top_k_max)
         common = dict(style={"description_width": "initial"}, continuous_update=continuous_update)
         self.prompt = widgets.Text(value=prompt, description="prompt", **common)
         # temperature divides the logits, so it stays > 0 (its limit at 0 is greedy decoding)
@@ -69,9 +69,9 @@ class SamplingExplorer(SamplingControls):
 
     def __init__(self, model: nn.Module, tokenizer: CharTokenizer, block_size: int, prompt: str = "ROMEO:",
                  max_new_tokens: int = 200, seed: int = 0, n_bars: int = 20) -> None:
-        check_positive_int("block_size", block_size)
-        check_positive_int("max_new_tokens", max_new_tokens)
-        check_positive_int("n_bars", n_bars)
+        require_positive_int("block_size", block_size)
+        require_positive_int("max_new_tokens", max_new_tokens)
+        require_positive_int("n_bars", n_bars)
         self.model, self.tokenizer, self.block_size = model, tokenizer, block_size
         self.n_bars = min(n_bars, tokenizer.vocab_size)
         length = widgets.IntSlider(value=max_new_tokens, min=0, max=max(1000, max_new_tokens), step=10,

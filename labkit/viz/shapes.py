@@ -19,7 +19,7 @@ from html import escape
 import torch
 
 from labkit.attention import merge_heads, split_heads
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["STAGES", "MAX_SEQ", "MAX_D_MODEL", "MAX_HEADS", "head_split_stages", "head_split_svg", "show_head_split"]
 
@@ -46,7 +46,7 @@ def head_split_stages(batch: int, seq: int, n_heads: int, d_head: int) -> dict[s
     """Every step of split_heads and merge_heads, run on a (batch, seq, d_model) tensor whose entry [b, t, f] is
     the feature index f: name (one of `STAGES`) → the tensor after that step, in the shape `STAGES` names."""
     for name, value in (("batch", batch), ("seq", seq), ("n_heads", n_heads), ("d_head", d_head)):
-        check_positive_int(name, value)
+        require_positive_int(name, value)
     d_model = n_heads * d_head
     x = torch.arange(d_model).expand(batch, seq, d_model).contiguous()
     split = split_heads(x, n_heads)

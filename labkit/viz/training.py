@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from labkit.loop import trailing_mean
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 from labkit.viz.view import WidgetView
 
 __all__ = ["LossPlot", "PretrainingPlot"]
@@ -24,7 +24,7 @@ class LossPlot(WidgetView):
     """Per-step training loss (faint), and the periodic train / validation estimates, redrawn in place."""
 
     def __init__(self, title: str = "loss", smoothing: int = 20) -> None:
-        check_positive_int("smoothing", smoothing)
+        require_positive_int("smoothing", smoothing)
         self.smoothing = smoothing
         self.figure = go.FigureWidget([
             go.Scatter(name="train (per step, smoothed)", mode="lines", line=dict(color="#90cdf4", width=1),
@@ -54,7 +54,7 @@ class PretrainingPlot(WidgetView):
     """
 
     def __init__(self, title: str = "pretraining", smoothing: int = 20, unigram_top1: float | None = None) -> None:
-        check_positive_int("smoothing", smoothing)
+        require_positive_int("smoothing", smoothing)
         self.smoothing = smoothing
         fig = make_subplots(rows=1, cols=2, subplot_titles=("masked LM", "next sentence"),
                             specs=[[{"secondary_y": True}, {"secondary_y": True}]])

@@ -10,9 +10,9 @@ import torch
 
 from labkit.attention_stats import attention_share, mean_distance, token_groups
 from labkit.exercises import check
-from labkit.exercises.looking_inside import (_attention, reference_attention_from_projections,
-                                             reference_difference_map, reference_mean_attention_distance,
-                                             reference_share_on_tokens)
+from labkit.exercises.attention_stats import (_attention, reference_attention_from_projections,
+                                              reference_difference_map, reference_mean_attention_distance,
+                                              reference_share_on_tokens)
 
 # --- attention_from_projections --------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from labkit.models import POSITIONS, GPTConfig, TinyGPT, check_position
 from labkit.modules import eval_mode
 from labkit.presets import Preset, preset_for
 from labkit.train import train
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["VariantRun", "VariantResult", "train_variant", "loss_by_position",
            "mean_loss_up_to", "evaluate_variant", "compare_positions"]
@@ -77,9 +77,9 @@ def loss_by_position(model: TinyGPT, corpus: CharCorpus, seq_len: int, batches: 
     """(seq_len,): the mean validation cross-entropy at each position 0..seq_len-1, over `batches` × `batch_size`
     windows of seq_len tokens drawn from the "val" split by a generator seeded with `seed` (the same windows for
     every model). seq_len may exceed the training context for every position scheme but the learned one."""
-    check_positive_int("seq_len", seq_len)
-    check_positive_int("batches", batches)
-    check_positive_int("batch_size", batch_size)
+    require_positive_int("seq_len", seq_len)
+    require_positive_int("batches", batches)
+    require_positive_int("batch_size", batch_size)
     model.check_length(seq_len)  # before any window is drawn
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
@@ -97,7 +97,7 @@ def mean_loss_up_to(per_position: Tensor | Sequence[float], length: int) -> floa
     """The loss on windows of `length` tokens, from a causal model's per-position losses (seq,): their mean over
     positions 0..length-1."""
     per_position = torch.as_tensor(per_position, dtype=torch.float64)
-    check_positive_int("length", length)
+    require_positive_int("length", length)
     if per_position.dim() != 1 or length > len(per_position):
         raise ValueError(f"per_position must be 1-D with at least length={length} entries, got shape "
                          f"{tuple(per_position.shape)}")
@@ -144,8 +144,8 @@ def evaluate_variant(run: VariantRun, corpus: CharCorpus, factors: Sequence[int]
 
 
 def compare_positions(corpus: CharCorpus, preset: Preset | None = None, positions: Sequence[str] = POSITIONS,
-                      factors: Sequence[int] = (1, 2, 4), *, device: torch.device | None = None, batches: int = 8, batch_size: int = 16,
-                      progress: bool = True) -> dict[str, VariantResult]:
+                      factors: Sequence[int] = (1, 2, 4), *, device: torch.device | None = None, batches: int = 8,
+                      batch_size: int = 16, progress: bool = True) -> dict[str, VariantResult]:
     """Train and measure every position scheme in `positions` under one preset: position → VariantResult."""
     for position in positions:
         check_position("position", position)

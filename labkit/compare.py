@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-__all__ = ["check_close"]
+__all__ = ["assert_close"]
 
 
-def check_close(name: str, actual: Tensor, expected: Tensor, atol: float = 1e-5) -> None:
+def assert_close(name: str, actual: Tensor, expected: Tensor, atol: float = 1e-5) -> None:
     """Print the largest absolute difference between two tensors; raise AssertionError if it exceeds `atol`."""
     if actual.shape != expected.shape:
         raise AssertionError(f"{name}: shapes differ: {tuple(actual.shape)} vs {tuple(expected.shape)}")

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from labkit.modules import eval_mode
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
 __all__ = ["TOP_P_TOLERANCE", "filter_logits", "next_token_distribution", "generate", "GenerationTrace",
            "generation_trace", "CausalLMAdapter", "encode_prompt", "seeded_generator", "sample_text", "visible_char",
@@ -185,7 +185,7 @@ def next_token_distribution(model: nn.Module, idx: Tensor, *, block_size: int | 
     """
     _check_idx(idx, model)
     if block_size is not None:
-        check_positive_int("block_size", block_size)
+        require_positive_int("block_size", block_size)
     idx = idx.to(_model_device(model, idx.device))
     with _inference(model):
         logits = _last_logits(model, idx if block_size is None else idx[:, -block_size:])
@@ -198,7 +198,7 @@ def _check_generation(model: nn.Module, idx: Tensor, max_new_tokens: int, block_
     _check_idx(idx, model)
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    check_positive_int("block_size", block_size)
+    require_positive_int("block_size", block_size)
     _check_filters(temperature, top_k, top_p, repetition_penalty)
 
 
@@ -276,11 +276,11 @@ def generation_trace(model: nn.Module, idx: Tensor, max_new_tokens: int, *, bloc
 
     Same settings and the same seeded generator give the same tokens as `generate`.
     """
-    check_positive_int("max_new_tokens", max_new_tokens)
+    require_positive_int("max_new_tokens", max_new_tokens)
     _check_generation(model, idx, max_new_tokens, block_size, temperature, top_k, top_p, repetition_penalty)
     if idx.shape[0] != 1:
         raise ValueError(f"idx must hold one prompt, shape (1, seq), to be traced; got shape {tuple(idx.shape)}")
-    check_positive_int("n_candidates", n_candidates)
+    require_positive_int("n_candidates", n_candidates)
     filters = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
     idx = idx.to(_model_device(model, idx.device))
     steps: list[dict[str, Tensor]] = []
@@ -317,7 +317,7 @@ class CausalLMAdapter(nn.Module):
             if block_size is None:
                 raise ValueError(f"{type(model).__name__}.config has neither n_positions nor "
                                  "max_position_embeddings: pass block_size=<its context length>")
-        check_positive_int("block_size", block_size)
+        require_positive_int("block_size", block_size)
         self.model, self.block_size = model, block_size
         self.train(model.training)  # generate restores the adapter's mode, and with it the model's: start equal
 
@@ -334,7 +334,7 @@ def encode_prompt(tokenizer: Any, prompt: str, block_size: int) -> Tensor:
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
     if not prompt:
         raise ValueError("prompt is empty: give at least one token of prompt")
-    check_positive_int("block_size", block_size)
+    require_positive_int("block_size", block_size)
     idx = torch.as_tensor(tokenizer.encode(prompt), dtype=torch.long)[None, :]  # unknown characters raise here
     if idx.shape[1] == 0:
         raise ValueError(f"prompt {prompt!r} encodes to no tokens: give at least one token of prompt")

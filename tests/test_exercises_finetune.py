@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from labkit.exercises import check
-from labkit.exercises.fine_tuning import (_scores, reference_classification_head, reference_fine_tuning_step,
-                                          reference_sentence_accuracy, reference_word_shape_name)
+from labkit.exercises.finetune import (_scores, reference_classification_head, reference_fine_tuning_step,
+                                       reference_sentence_accuracy, reference_word_shape_name)
 from labkit.finetune_metrics import accuracy, entity_scores
 from labkit.word_shape import SHAPES, word_shape
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from labkit.device import one_cpu_thread
-from labkit.masks import padding_mask
-from labkit.seq2seq import (EncoderDecoder, Seq2SeqConfig, beam_search, cross_attention,
-                            encode_source, evaluate, greedy_decode, length_normalised, sequence_log_prob,
-                            shift_right, teacher_forcing_loss, train_seq2seq)
+from labkit.encoder_decoder import (EncoderDecoder, EncoderDecoderConfig, beam_search, cross_attention,
+                                    encode_source, evaluate, greedy_decode, length_normalised, sequence_log_prob,
+                                    shift_right, teacher_forcing_loss, train_encoder_decoder)
 from labkit.loop import History
+from labkit.masks import padding_mask
 from labkit.presets import get_preset
 from labkit.translation_data import BOS_ID, EOS_ID, PAD_ID, collate, make_date_translation
 from labkit.viz.training import LossPlot
@@ -32,7 +32,7 @@ def small_model(seed: int = 0, tgt_vocab: int = TGT_VOCAB, **overrides) -> Encod
     torch.manual_seed(seed)
     shape = dict(max_src_len=10, max_tgt_len=6, n_encoder_layers=2, n_decoder_layers=2, n_head=2, d_model=16,
                  d_ff=32) | overrides
-    return EncoderDecoder(Seq2SeqConfig(SRC_VOCAB, tgt_vocab, **shape)).eval()
+    return EncoderDecoder(EncoderDecoderConfig(SRC_VOCAB, tgt_vocab, **shape)).eval()
 
 
 def random_ids(shape: tuple[int, int], vocab: int, seed: int = 1) -> torch.Tensor:
@@ -166,7 +166,7 @@ class TableModel:
 
     def __init__(self, table: dict[tuple[int, ...], dict[int, float]], vocab: int = 6, steps: int = 3) -> None:
         self.table, self.vocab = table, vocab
-        self.config = Seq2SeqConfig(SRC_VOCAB, vocab, max_tgt_len=steps)
+        self.config = EncoderDecoderConfig(SRC_VOCAB, vocab, max_tgt_len=steps)
 
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, None]:
         return torch.zeros(src.shape[0], src.shape[1], 1), None
@@ -231,9 +231,9 @@ def trained():
     preset = get_preset("encoder_decoder", "smoke")
     torch.manual_seed(0)
     data = make_date_translation(n_train=2000, n_heldout=100, seed=0)
-    model = EncoderDecoder(Seq2SeqConfig(len(data.source), len(data.target), **preset.shape))
+    model = EncoderDecoder(EncoderDecoderConfig(len(data.source), len(data.target), **preset.shape))
     plot, seen = LossPlot(), []
-    history = train_seq2seq(model, data, preset.train, progress=False,
+    history = train_encoder_decoder(model, data, preset.train, progress=False,
                             on_eval=lambda h: (seen.append(h.step), plot.update(h)))
     return model, data, history, seen, plot
 
@@ -308,7 +308,7 @@ def test_unknown_words_in_a_sentence_are_named() -> None:
 ])
 def test_bad_configs_are_clear_errors(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
-        Seq2SeqConfig(SRC_VOCAB, TGT_VOCAB, **kwargs)
+        EncoderDecoderConfig(SRC_VOCAB, TGT_VOCAB, **kwargs)
 
 
 def test_a_padded_target_has_the_loss_of_the_unpadded_one(model) -> None:

@@ -9,7 +9,7 @@ from torch import nn
 
 from labkit.blocks import DecoderBlock
 from labkit.exercises import check
-from labkit.exercises.transformer_block import decoder_mistake
+from labkit.exercises.blocks import decoder_mistake
 
 
 def _layer_norm(x, gamma, beta, eps=1e-5, unbiased=False, dim=-1, eps_outside=False, affine=True):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from labkit.blocks import count_parameters
 from labkit.corpus import CharCorpus
 from labkit.models import POSITIONS
-from labkit.pe_workbench import (
+from labkit.positional_workbench import (
     VariantResult,
     compare_positions,
     evaluate_variant,
@@ -22,7 +22,7 @@ from labkit.pe_workbench import (
     train_variant,
 )
 from labkit.presets import Preset, TrainConfig, get_preset, preset_for
-from labkit.viz.positional_widgets import POSITION_COLORS, workbench_figure
+from labkit.viz.positional_workbench import POSITION_COLORS, workbench_figure
 
 CPU = torch.device("cpu")
 # A few dozen steps of a one-layer model: enough for the loss to fall well below ln V, in about a second.

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit.exercises import check
-from labkit.exercises.tiny_gpt_ladder import (ReferenceBigram, ReferenceBlock, ReferenceFeedForward, ReferenceGPT,
-                                              ReferenceHead, ReferenceMultiHead, _loop)
+from labkit.exercises.ladder import (ReferenceBigram, ReferenceBlock, ReferenceFeedForward, ReferenceGPT,
+                                     ReferenceHead, ReferenceMultiHead, _loop)
 
 
 def test_checks_leave_the_callers_random_state_alone() -> None:

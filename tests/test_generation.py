@@ -1,11 +1,11 @@
-"""labkit.generate against fake models whose logits we set, so that every expected value is exact."""
+"""labkit.generation against fake models whose logits we set, so that every expected value is exact."""
 
 import pytest
 import torch
 from torch import nn
 
 from labkit.corpus import CharTokenizer
-from labkit.generate import filter_logits, generate, next_token_distribution, sample_text
+from labkit.generation import filter_logits, generate, next_token_distribution, sample_text
 from labkit.models import GPTConfig, TinyGPT
 
 INF = float("inf")

@@ -39,16 +39,16 @@ from labkit.positional import SinusoidalPositionalEncoding
 from labkit.presets import TrainConfig
 from labkit.translation_data import (BOS_ID, EOS_ID, PAD_ID, Batch, Pair, TranslationData, Vocab, bleu, collate,
                                      exact_match, source_tokens)
-from labkit.validate import check_positive_int
+from labkit.validate import require_positive_int
 
-__all__ = ["Seq2SeqConfig", "EncoderDecoder", "shift_right",
+__all__ = ["EncoderDecoderConfig", "EncoderDecoder", "shift_right",
            "teacher_forcing_loss", "greedy_decode", "Hypothesis", "beam_search", "length_normalised",
            "sequence_log_prob", "cross_attention", "encode_source", "estimate_losses",
-           "train_seq2seq", "Scores", "evaluate"]
+           "train_encoder_decoder", "Scores", "evaluate"]
 
 
 @dataclass(frozen=True)
-class Seq2SeqConfig:
+class EncoderDecoderConfig:
     """The shape of an EncoderDecoder. The defaults are the CPU preset's."""
 
     src_vocab_size: int
@@ -66,14 +66,14 @@ class Seq2SeqConfig:
     def __post_init__(self) -> None:
         for name in ("src_vocab_size", "tgt_vocab_size", "max_src_len", "max_tgt_len", "n_encoder_layers",
                      "n_decoder_layers", "n_head", "d_model", "d_ff"):
-            check_positive_int(f"Seq2SeqConfig.{name}", getattr(self, name))
+            require_positive_int(f"EncoderDecoderConfig.{name}", getattr(self, name))
         if self.d_model % self.n_head:
-            raise ValueError(f"Seq2SeqConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}")
+            raise ValueError(f"EncoderDecoderConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}")
         if self.d_model % 2:
-            raise ValueError(f"Seq2SeqConfig.d_model={self.d_model} must be even: the sinusoidal encoding pairs "
+            raise ValueError(f"EncoderDecoderConfig.d_model={self.d_model} must be even: the sinusoidal encoding pairs "
                              f"sin/cos dims")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"Seq2SeqConfig.dropout must lie in [0, 1), got {self.dropout!r}")
+            raise ValueError(f"EncoderDecoderConfig.dropout must lie in [0, 1), got {self.dropout!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +90,7 @@ def _check_ids(name: str, ids: Tensor, vocab_size: int, max_len: int, what: str)
         raise ValueError(f"{name} is empty (shape {tuple(ids.shape)}): {what} needs at least one token")
     if ids.shape[1] > max_len:
         raise ValueError(f"{name} has {ids.shape[1]} tokens, more than the {max_len} this model was built for "
-                         f"(Seq2SeqConfig.max_{name}_len)")
+                         f"(EncoderDecoderConfig.max_{name}_len)")
     low, high = int(ids.min()), int(ids.max())
     if low < 0 or high >= vocab_size:
         raise ValueError(f"{name} holds ids from {low} to {high}, outside the vocabulary's 0..{vocab_size - 1}")
@@ -100,7 +100,7 @@ class EncoderDecoder(nn.Module):
     """src (batch, src_len), tgt_in (batch, tgt_len) → logits (batch, tgt_len, tgt_vocab) for the next target
     token at every decoder position."""
 
-    def __init__(self, config: Seq2SeqConfig) -> None:
+    def __init__(self, config: EncoderDecoderConfig) -> None:
         super().__init__()
         self.config = c = config
         self.src_emb = nn.Embedding(c.src_vocab_size, c.d_model)
@@ -182,10 +182,10 @@ def _max_steps(model: EncoderDecoder, max_len: int | None) -> int:
     limit = model.config.max_tgt_len
     if max_len is None:
         return limit
-    check_positive_int("max_len", max_len)
+    require_positive_int("max_len", max_len)
     if max_len > limit:
         raise ValueError(f"max_len={max_len} is more than the {limit} tokens this decoder can write "
-                         f"(Seq2SeqConfig.max_tgt_len)")
+                         f"(EncoderDecoderConfig.max_tgt_len)")
     return max_len
 
 
@@ -316,7 +316,7 @@ def estimate_losses(model: EncoderDecoder, data: TranslationData, batch_size: in
     return out
 
 
-def train_seq2seq(model: EncoderDecoder, data: TranslationData, config: TrainConfig, *,
+def train_encoder_decoder(model: EncoderDecoder, data: TranslationData, config: TrainConfig, *,
                   device: torch.device | None = None, on_eval: Callable[[History], None] | None = None,
                   checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> History:
     """Train with teacher forcing through `labkit.loop.run` (AdamW, warm-up + cosine decay, clipping, checkpoints)
@@ -360,7 +360,7 @@ def evaluate(model: EncoderDecoder, pairs: Sequence[Pair], source: Vocab, target
     outputs against the targets: exact match and `labkit.translation_data.bleu`."""
     if not pairs:
         raise ValueError("pairs is empty: nothing to evaluate")
-    check_positive_int("batch_size", batch_size)
+    require_positive_int("batch_size", batch_size)
     device = next(model.parameters()).device
     predictions: list[str] = []
     with one_cpu_thread(device), eval_mode(model):
