@@ -317,8 +317,9 @@ def estimate_losses(model: EncoderDecoder, data: TranslationData, batch_size: in
 
 
 def train_encoder_decoder(model: EncoderDecoder, data: TranslationData, config: TrainConfig, *,
-                  device: torch.device | None = None, on_eval: Callable[[History], None] | None = None,
-                  checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> History:
+                          device: torch.device | None = None, on_eval: Callable[[History], None] | None = None,
+                          checkpoint: str | os.PathLike | None = None, resume: bool = False,
+                          progress: bool = True) -> History:
     """Train with teacher forcing through `labkit.loop.run` (AdamW, warm-up + cosine decay, clipping, checkpoints)
     and return the History; evals "train" and "val" (the held-out split) are `estimate_losses`. on_eval gets the
     History after every evaluation (e.g. `LossPlot().update`). KeyboardInterrupt stops cleanly and returns the

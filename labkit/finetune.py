@@ -218,7 +218,7 @@ def train_multitask(model: MultiTaskModel, sentence_data: Dataset, token_data: D
     def endless(dataset: Dataset, task: str, offset: int) -> Any:
         for epoch in itertools.count():
             yield from batches(dataset, tokenizer, task, config.batch_size,
-                                shuffle_seed=config.seed + 1000 * epoch + offset)
+                               shuffle_seed=config.seed + 1000 * epoch + offset)
 
     sentences, tokens = endless(sentence_data, "sentence", 0), endless(token_data, "token", 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)

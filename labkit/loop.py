@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,8 +72,11 @@ class History:
 
     def record_step(self, values: Mapping[str, float]) -> None:
         """Append one step's values; a name this step lacks gets nan, a name seen first gets nan for earlier steps."""
-        for name in [*self.losses, *(n for n in values if n not in self.losses)]:
-            self.losses.setdefault(name, [math.nan] * self.step).append(values.get(name, math.nan))
+        for name in values:
+            if name not in self.losses:
+                self.losses[name] = [math.nan] * self.step
+        for name, recorded in self.losses.items():
+            recorded.append(values.get(name, math.nan))
         self.step += 1
 
     def record_eval(self, scores: Mapping[str, float]) -> None:
@@ -158,6 +161,18 @@ def _map(batch: Any, fn: Callable[[Tensor], Tensor]) -> Any:
         values = [_map(v, fn) for v in batch]
         return type(batch)(*values) if hasattr(batch, "_fields") else type(batch)(values)  # a NamedTuple too
     return batch
+
+
+def _flat(batch: Any) -> Iterator[Tensor]:
+    """The tensors of a batch, in order."""
+    if isinstance(batch, Tensor):
+        yield batch
+    elif isinstance(batch, Mapping):
+        for value in batch.values():
+            yield from _flat(value)
+    elif isinstance(batch, (tuple, list)):
+        for value in batch:
+            yield from _flat(value)
 
 
 def _describes(saved: object, config: Any) -> bool:
@@ -281,18 +296,6 @@ def run(model: nn.Module, config: TrainConfig, *, batch: Callable[[int], Any],
     finally:
         bar.close()
     return history
-
-
-def _flat(batch: Any):
-    """The tensors of a batch, in order."""
-    if isinstance(batch, Tensor):
-        yield batch
-    elif isinstance(batch, Mapping):
-        for value in batch.values():
-            yield from _flat(value)
-    elif isinstance(batch, (tuple, list)):
-        for value in batch:
-            yield from _flat(value)
 
 
 def _check_finite(loss: float, step: int, lr: float, checkpoint: str | os.PathLike | None, history: History) -> None:

@@ -234,7 +234,7 @@ def trained():
     model = EncoderDecoder(EncoderDecoderConfig(len(data.source), len(data.target), **preset.shape))
     plot, seen = LossPlot(), []
     history = train_encoder_decoder(model, data, preset.train, progress=False,
-                            on_eval=lambda h: (seen.append(h.step), plot.update(h)))
+                                    on_eval=lambda h: (seen.append(h.step), plot.update(h)))
     return model, data, history, seen, plot
 
 

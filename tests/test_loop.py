@@ -1,10 +1,15 @@
 """The one training loop: its schedule and config, what it records, and, for every trainer that checkpoints (the
 tiny GPT, the tiny BERT, the encoder-decoder), the same curve for the same seed, exact resumption after Ctrl-C and
-the stop before a non-finite loss reaches the weights."""
+after kill -9, and the stop before a non-finite loss reaches the weights."""
 
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -135,32 +140,43 @@ class Trainer:
     poison: Callable[[nn.Module], None]  # make every later forward pass give NaN
 
 
-@pytest.fixture(scope="module", params=["tiny GPT", "tiny BERT", "encoder-decoder"])
-def trainer(request, shakespeare: str) -> Trainer:
-    def seeded(make: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
-        def build(seed: int) -> nn.Module:
-            torch.manual_seed(seed)
-            return make()
-        return build
+def _seeded(make: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
+    def build(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return make()
+    return build
 
-    if request.param == "tiny GPT":
-        corpus = CharCorpus.from_text(shakespeare[:20000])
-        return Trainer(seeded(lambda: TinyGPT(GPTConfig(vocab_size=corpus.tokenizer.vocab_size, block_size=16,
-                                                        n_layer=1, n_head=2, d_model=16, dropout=0.1))),
-                       lambda model, config, **options: train(model, corpus, config, progress=False, **options),
-                       lambda model: nn.init.constant_(model.norm.weight, math.nan))
-    if request.param == "tiny BERT":
-        data = RandomPairs()
-        return Trainer(seeded(lambda: TinyBERT(BertConfig(vocab_size=data.vocab, max_len=12, n_layer=1, n_head=2,
-                                                          d_model=16))),
-                       lambda model, config, **options: pretrain(model, data, config, progress=False, **options),
-                       lambda model: nn.init.constant_(model.emb_norm.weight, math.nan))
+
+def gpt_trainer(text: str) -> Trainer:
+    corpus = CharCorpus.from_text(text[:20000])
+    return Trainer(_seeded(lambda: TinyGPT(GPTConfig(vocab_size=corpus.tokenizer.vocab_size, block_size=16,
+                                                     n_layer=1, n_head=2, d_model=16, dropout=0.1))),
+                   lambda model, config, **options: train(model, corpus, config, progress=False, **options),
+                   lambda model: nn.init.constant_(model.norm.weight, math.nan))
+
+
+def bert_trainer() -> Trainer:
+    data = RandomPairs()
+    return Trainer(_seeded(lambda: TinyBERT(BertConfig(vocab_size=data.vocab, max_len=12, n_layer=1, n_head=2,
+                                                       d_model=16))),
+                   lambda model, config, **options: pretrain(model, data, config, progress=False, **options),
+                   lambda model: nn.init.constant_(model.emb_norm.weight, math.nan))
+
+
+def encoder_decoder_trainer() -> Trainer:
     data = make_date_translation(n_train=200, n_heldout=20, seed=0)
-    return Trainer(seeded(lambda: EncoderDecoder(EncoderDecoderConfig(len(data.source), len(data.target), n_head=2,
-                                                               d_model=16, d_ff=32, dropout=0.1))),
+    config = EncoderDecoderConfig(len(data.source), len(data.target), n_head=2, d_model=16, d_ff=32, dropout=0.1)
+    return Trainer(_seeded(lambda: EncoderDecoder(config)),
                    lambda model, config, **options: train_encoder_decoder(model, data, config, progress=False,
                                                                           **options),
                    lambda model: nn.init.constant_(model.decoder_norm.weight, math.nan))
+
+
+@pytest.fixture(scope="module", params=["tiny GPT", "tiny BERT", "encoder-decoder"])
+def trainer(request, shakespeare: str) -> Trainer:
+    if request.param == "tiny GPT":
+        return gpt_trainer(shakespeare)
+    return bert_trainer() if request.param == "tiny BERT" else encoder_decoder_trainer()
 
 
 def test_the_same_seed_gives_the_same_curve_twice(trainer: Trainer) -> None:
@@ -208,3 +224,47 @@ def test_a_non_finite_loss_stops_before_it_reaches_the_weights(trainer: Trainer,
     assert all(torch.isfinite(p).all() for p in model.parameters() if p is not poisoned[0])  # no step taken
     saved = load_checkpoint(path)
     assert saved["meta"]["history"]["step"] == 10 and all(torch.isfinite(t).all() for t in saved["model"].values())
+
+
+# The command-line trainer's kill -9 test is in test_train.py; here the other two trainers, run by this script in a
+# process of their own that waits a little at every evaluation, so that a kill can land between any two of them.
+KILLED_RUN = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import test_loop
+trainer = getattr(test_loop, {factory!r})()
+trainer.fit(trainer.build(0), test_loop.LONG, checkpoint={path!r}, resume=True,
+            on_eval=lambda history: time.sleep(0.05))
+"""
+LONG = replace(CONFIG, steps=200)
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return load_checkpoint(path)["meta"]["history"]["step"]
+    except (FileNotFoundError, ValueError):  # not written yet
+        return 0
+
+
+@pytest.mark.parametrize("factory", ["bert_trainer", "encoder_decoder_trainer"])
+def test_kill_9_leaves_a_checkpoint_that_resumes_the_same_curve(factory: str, tmp_path: Path) -> None:
+    trainer = globals()[factory]()
+    straight = trainer.fit(trainer.build(0), LONG)
+    path = tmp_path / "run.safetensors"
+    script = KILLED_RUN.format(tests=str(Path(__file__).parent), factory=factory, path=str(path))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _checkpoint_step(path) < 60 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert 60 <= _checkpoint_step(path) < LONG.steps  # the newest checkpoint loads
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, timeout=120)
+    resumed = load_checkpoint(path)["meta"]["history"]
+    assert resumed["step"] == LONG.steps
+    assert resumed["losses"]["loss"] == pytest.approx(straight.train_loss, abs=1e-5)
+    for name, values in straight.evals.items():
+        assert resumed["evals"][name] == pytest.approx(values, abs=1e-5, nan_ok=True), name

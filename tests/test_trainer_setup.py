@@ -35,7 +35,7 @@ def test_the_fine_tuning_presets_are_that_recipe() -> None:
         for name in ("cpu", "cuda", "smoke"):
             preset = get_preset(task, name)
             assert preset.train == finetune_recipe(preset.train.steps, batch_size=preset.train.batch_size,
-                                           lr=preset.train.lr), (task, name)
+                                                   lr=preset.train.lr), (task, name)
         assert get_preset(task, "smoke").data["train_examples"] and "train_examples" not in get_preset(task, "cpu").data
 
 
