@@ -179,19 +179,20 @@ class EncoderBlock(nn.Module):
 
     With `is_causal=True` in forward this is a GPT block (pre-LN GPT-2 when `norm_first=True`).
     `rotary` / `alibi` go to the self-attention (`MultiHeadAttention`): RoPE or ALiBi positions inside attention.
-    x: (batch, seq, d_model) → (batch, seq, d_model).
+    `feed_forward=False` leaves out the feed-forward sublayer and its norm: an attention-only block, the simplest
+    place to find circuits. x: (batch, seq, d_model) → (batch, seq, d_model).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0, activation: str = "relu",
                  norm_first: bool = False, bias: bool = True, *, layer_norm_eps: float = 1e-5,
-                 rotary: RotaryEmbedding | None = None, alibi: bool = False) -> None:
+                 rotary: RotaryEmbedding | None = None, alibi: bool = False, feed_forward: bool = True) -> None:
         super().__init__()
         _check_config(d_model, n_heads, d_ff, dropout, activation)
         self.d_model, self.norm_first = d_model, norm_first
         self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout, rotary=rotary, alibi=alibi)
-        self.ff = FeedForward(d_model, d_ff, dropout, activation, bias=bias)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation, bias=bias) if feed_forward else None
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias) if feed_forward else None
         self.dropout1 = nn.Dropout(dropout)  # residual dropout on the attention's output
 
     def _attend(self, x: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
@@ -202,10 +203,12 @@ class EncoderBlock(nn.Module):
         _check_input("x", x, self.d_model)
         if self.norm_first:  # pre-LN: x = x + sublayer(norm(x))
             x = x + self._attend(self.norm1(x), mask, is_causal)
-            x = x + self.ff(self.norm2(x))
+            if self.ff is not None:
+                x = x + self.ff(self.norm2(x))
         else:  # post-LN: x = norm(x + sublayer(x))
             x = self.norm1(x + self._attend(x, mask, is_causal))
-            x = self.norm2(x + self.ff(x))
+            if self.ff is not None:
+                x = self.norm2(x + self.ff(x))
         return x
 
     @classmethod

@@ -59,6 +59,7 @@ class GPTConfig:
     bias: bool = False
     position: str = "learned"  # one of POSITIONS; configs saved without it are learned
     tie_head: bool = True  # the output layer shares the token embedding's matrix (GPT-2); False gives it its own
+    attention_only: bool = False  # blocks without their feed-forward network: only heads write to the stream
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
@@ -68,8 +69,9 @@ class GPTConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must lie in [0, 1), got {self.dropout!r}")
         check_position("GPTConfig.position", self.position)
-        if not isinstance(self.tie_head, bool):
-            raise ValueError(f"GPTConfig.tie_head must be True or False, got {self.tie_head!r}")
+        for name in ("tie_head", "attention_only"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"GPTConfig.{name} must be True or False, got {getattr(self, name)!r}")
         if self.position == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"GPTConfig.position='sinusoidal' pairs sin/cos dims, so d_model must be even, "
                              f"got {self.d_model}")
@@ -106,7 +108,8 @@ class TinyGPT(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             EncoderBlock(c.d_model, c.n_head, 4 * c.d_model, c.dropout, activation="gelu", norm_first=True,
-                         bias=c.bias, rotary=self.rotary, alibi=c.position == "alibi")
+                         bias=c.bias, rotary=self.rotary, alibi=c.position == "alibi",
+                         feed_forward=not c.attention_only)
             for _ in range(c.n_layer)
         )
         self.norm = nn.LayerNorm(c.d_model, bias=c.bias)
@@ -116,7 +119,8 @@ class TinyGPT(nn.Module):
         self.apply(init_weights)
         # GPT-2: scale the layers that write into the residual stream by 1/√(2·n_layer).
         for block in self.blocks:
-            for proj in (block.self_attn.out_proj, block.ff.linear2):
+            writers = [block.self_attn.out_proj] + ([block.ff.linear2] if block.ff is not None else [])
+            for proj in writers:
                 nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * c.n_layer))
 
     def forward(self, idx: Tensor) -> Tensor:

@@ -42,7 +42,8 @@ def training_memory(config: GPTConfig, batch_size: int, bf16: bool = False) -> i
     parameter), plus the activations autograd keeps (per layer and token 34·d_model + 5·heads·seq bytes in 16-bit
     precision, Korthikanti et al. 2022; twice that in fp32) and the logits with their gradient."""
     d, n, t = config.d_model, config.n_layer, config.block_size
-    params = config.vocab_size * d * (1 if config.tie_head else 2) + t * d + n * (12 * d * d + 13 * d)
+    per_layer = 4 * d * d + 6 * d if config.attention_only else 12 * d * d + 13 * d
+    params = config.vocab_size * d * (1 if config.tie_head else 2) + t * d + n * per_layer
     activations = n * batch_size * t * (34 * d + 5 * config.n_head * t) * (1 if bf16 else 2)
     logits = 3 * batch_size * t * config.vocab_size * 4
     return 16 * params + activations + logits

@@ -247,3 +247,22 @@ def test_tie_head_false_gives_the_output_layer_its_own_matrix() -> None:
     assert GPTConfig(**{**untied.config.to_dict()}) == untied.config  # a checkpoint's config restores it
     with pytest.raises(ValueError, match="GPTConfig.tie_head must be True or False, got 'no'"):
         GPTConfig(vocab_size=11, tie_head="no")
+
+
+def test_attention_only_blocks_have_no_feed_forward_and_only_heads_write() -> None:
+    torch.manual_seed(0)
+    model = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=8, attention_only=True))
+    assert all(block.ff is None and block.norm2 is None for block in model.blocks)
+    full = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=8))
+    assert count_parameters(full) - count_parameters(model) == 2 * count_parameters(full.blocks[0].ff) + 2 * 8
+    idx = torch.randint(0, 11, (2, 8))
+    with torch.no_grad():
+        x = model.pos_emb(model.token_emb(idx))
+        for block in model.blocks:  # the stream is the embedding plus what each attention layer writes
+            x = x + block.self_attn(block.norm1(x), is_causal=True)
+        torch.testing.assert_close(model.eval()(idx), model.lm_head(model.norm(x)), atol=1e-6, rtol=0)
+    assert GPTConfig(**model.config.to_dict()) == model.config  # a checkpoint's config restores it
+    saved_before = {k: v for k, v in full.config.to_dict().items() if k != "attention_only"}
+    assert GPTConfig(**saved_before) == full.config  # configs saved before the switch existed load as before
+    with pytest.raises(ValueError, match="GPTConfig.attention_only must be True or False, got 1"):
+        GPTConfig(vocab_size=11, attention_only=1)
