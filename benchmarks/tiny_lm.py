@@ -176,5 +176,6 @@ def main() -> None:
             print(f"time to {MILESTONE_VAL}: not reached by " + " and ".join(
                 r["name"] for r in (ours, base) if not r["reached"]))
 
+
 if __name__ == "__main__":
     main()

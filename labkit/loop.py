@@ -41,6 +41,7 @@ from labkit.validate import require_positive_int
 __all__ = ["History", "trailing_mean", "lr_at", "batch_generator", "autocast", "make_optimizer", "interrupt_notice",
            "distributed", "run"]
 
+
 @dataclass
 class History:
     """What a run measured. losses: name → one value per step ("loss" is the one trained on; nan on a step where

@@ -38,6 +38,7 @@ from labkit.validate import require_positive_int
 __all__ = ["VariantRun", "VariantResult", "train_variant", "loss_by_position",
            "mean_loss_up_to", "evaluate_variant", "compare_positions"]
 
+
 @dataclass
 class VariantRun:
     """One trained variant: its position scheme, the model (in eval mode), the run's History, and its preset."""

@@ -33,6 +33,7 @@ __all__ = ["NSP_CHANCE", "BERT_SPECIAL_IDS", "pretraining_loss", "evaluate", "un
 NSP_CHANCE = 0.5  # NSP accuracy of a coin flip (pairs are IsNext or NotNext half the time each)
 BERT_SPECIAL_IDS = (0, 100, 101, 102, 103)  # [PAD] [UNK] [CLS] [SEP] [MASK] in the uncased WordPiece vocabulary
 
+
 def _outputs(model: nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """One forward pass, heads on the labelled places only: MLM logits (n_masked, vocab) with their targets
     (n_masked,), NSP logits (n_pairs, 2) with theirs (n_pairs,)."""

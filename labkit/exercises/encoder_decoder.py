@@ -311,4 +311,3 @@ def check_clipped_precision(answer: Callable[[Sequence[str], Sequence[str], int]
                      f"n-grams, as sacrebleu does") from None
     expect(math.isclose(float(value), 0.0), f"{what} = {value}: one token holds no bigram, so there is nothing "
                                             f"to match; return 0.0")
-

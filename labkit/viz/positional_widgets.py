@@ -17,6 +17,7 @@ from labkit.viz.view import WidgetView
 
 __all__ = ["SinusoidalExplorer"]
 
+
 class SinusoidalExplorer(WidgetView):
     """Sliders for d_model, base and a position; the table PE (max_len, d_model) as a heatmap with the chosen
     position outlined, and that position's encoding, sin dims and cos dims, as curves over the pair index."""

@@ -21,6 +21,7 @@ from labkit.viz.view import WidgetView, error_html
 
 __all__ = ["SamplingControls", "SamplingExplorer"]
 
+
 class SamplingControls(WidgetView):
     """The control panel the sampling and generation explorers share, built onto the explorer by `_add_controls`:
     a prompt, temperature, top-k (0 = off), top-p (1 = off) and repetition-penalty sliders, a length slider, a seed
