@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from labkit.attention import recording_attention
 from labkit.blocks import DecoderBlock, EncoderBlock
 from labkit.device import one_cpu_thread
-from labkit.loop import History, batch_generator, run
+from labkit.loop import History, batch_generator, fixed_batch_losses, run
 from labkit.modules import eval_mode
 from labkit.positional import SinusoidalPositionalEncoding
 from labkit.presets import TrainConfig
@@ -306,14 +306,11 @@ def estimate_losses(model: EncoderDecoder, data: TranslationData, batch_size: in
     """Mean teacher-forcing loss over `batches` random batches of each split (the same batches for a seed), in eval
     mode: {"train": …, "val": …} (val: the held-out split)."""
     device = device or next(model.parameters()).device
-    out = {}
-    with eval_mode(model):
-        for name, split in (("train", "train"), ("val", "heldout")):
-            gen = torch.Generator().manual_seed(seed + 12345)
-            losses = [teacher_forcing_loss(model, *(t.to(device) for t in data.batch(split, batch_size, gen)))
-                      for _ in range(batches)]
-            out[name] = torch.stack(losses).mean().item()
-    return out
+
+    def loss(split: str, generator: torch.Generator) -> Tensor:
+        return teacher_forcing_loss(model, *(t.to(device) for t in data.batch(split, batch_size, generator)))
+
+    return fixed_batch_losses(model, loss, {"train": "train", "val": "heldout"}, batches, seed)
 
 
 def train_encoder_decoder(model: EncoderDecoder, data: TranslationData, config: TrainConfig, *,

@@ -35,10 +35,11 @@ from tqdm.auto import tqdm
 
 from labkit.checkpoint import load_checkpoint, restore_model, save_checkpoint
 from labkit.device import bf16_is_fast
+from labkit.modules import eval_mode
 from labkit.presets import TrainConfig
 from labkit.validate import require_positive_int
 
-__all__ = ["History", "trailing_mean", "lr_at", "batch_generator", "autocast", "make_optimizer", "interrupt_notice",
+__all__ = ["History", "trailing_mean", "fixed_batch_losses", "lr_at", "batch_generator", "autocast", "make_optimizer", "interrupt_notice",
            "distributed", "run"]
 
 
@@ -101,6 +102,20 @@ def trailing_mean(values: Sequence[float], k: int) -> np.ndarray:
     window_sums = sums - np.where(before >= 0, sums[before], 0.0)
     window_counts = counts - np.where(before >= 0, counts[before], 0)
     return np.where(finite, window_sums / np.maximum(window_counts, 1), np.nan)
+
+
+@torch.no_grad()
+def fixed_batch_losses(model: nn.Module, loss: Callable[[str, torch.Generator], Tensor], splits: Mapping[str, str],
+                       batches: int, seed: int = 0) -> dict[str, float]:
+    """{name: the mean of `loss(split, generator)` over `batches` batches} for each name → split, in eval mode and
+    without gradients. Each split's generator is seeded by `seed` alone, so every call scores the same batches: the
+    periodic train / validation estimates of a run."""
+    out = {}
+    with eval_mode(model):
+        for name, split in splits.items():
+            generator = torch.Generator().manual_seed(seed + 12345)
+            out[name] = torch.stack([loss(split, generator) for _ in range(batches)]).mean().item()
+    return out
 
 
 def lr_at(step: int, config: TrainConfig) -> float:

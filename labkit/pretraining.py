@@ -55,13 +55,22 @@ def _cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(logits, targets) if targets.numel() else logits.new_zeros(())
 
 
+def _step_losses(model: nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The training step's losses: the sum to train on, the MLM part, and the NSP part only when the batch has
+    sentence pairs (the loop records a part left out as nan, and the progress bar skips it)."""
+    out = _outputs(model, batch)
+    mlm = _cross_entropy(out["mlm_logits"], out["mlm_targets"])
+    if "nsp_logits" not in out or not out["nsp_targets"].numel():
+        return {"loss": mlm, "mlm": mlm}
+    nsp = _cross_entropy(out["nsp_logits"], out["nsp_targets"])
+    return {"loss": mlm + nsp, "mlm": mlm, "nsp": nsp}
+
+
 def pretraining_loss(model: nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """{"loss": mlm + nsp, "mlm": cross-entropy over the masked positions, "nsp": cross-entropy over the sentence
     pairs (0 when the batch has none, or the model no NSP head)}; each a scalar tensor."""
-    out = _outputs(model, batch)
-    mlm = _cross_entropy(out["mlm_logits"], out["mlm_targets"])
-    nsp = _cross_entropy(out["nsp_logits"], out["nsp_targets"]) if "nsp_logits" in out else mlm.new_zeros(())
-    return {"loss": mlm + nsp, "mlm": mlm, "nsp": nsp}
+    losses = _step_losses(model, batch)
+    return {**losses, "nsp": losses.get("nsp", losses["mlm"].new_zeros(()))}
 
 
 def _to(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -149,17 +158,6 @@ class PretrainHistory(History):
     eval_nsp_accuracy = property(lambda self: self.evals.get("nsp_accuracy", []), doc="held-out NSP accuracy")
     eval_mlm_loss = property(lambda self: self.evals.get("mlm_loss", []), doc="held-out masked-LM loss")
     eval_nsp_loss = property(lambda self: self.evals.get("nsp_loss", []), doc="held-out NSP loss")
-
-
-def _step_losses(model: nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The training step's losses: the sum to train on, the MLM part, and the NSP part only when the batch has
-    sentence pairs (the loop records a part left out as nan, and the progress bar skips it)."""
-    out = _outputs(model, batch)
-    mlm = _cross_entropy(out["mlm_logits"], out["mlm_targets"])
-    if "nsp_logits" not in out or not out["nsp_targets"].numel():
-        return {"loss": mlm, "mlm": mlm}
-    nsp = _cross_entropy(out["nsp_logits"], out["nsp_targets"])
-    return {"loss": mlm + nsp, "mlm": mlm, "nsp": nsp}
 
 
 def _real_tokens(batch: Mapping[str, Tensor]) -> int:

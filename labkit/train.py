@@ -29,9 +29,8 @@ from labkit.blocks import count_parameters
 from labkit.checkpoint import load_checkpoint, restore_model
 from labkit.corpus import CharCorpus, CharTokenizer
 from labkit.device import available_memory, bf16_is_fast, describe_device, pick_device, set_seed
-from labkit.loop import History, autocast, batch_generator, distributed, run
+from labkit.loop import History, autocast, batch_generator, distributed, fixed_batch_losses, run
 from labkit.models import GPTConfig, TinyGPT
-from labkit.modules import eval_mode
 from labkit.presets import PRESETS, TrainConfig, get_preset, preset_for
 
 __all__ = ["training_memory", "estimate_loss", "train", "load_trained", "main"]
@@ -71,17 +70,13 @@ def estimate_loss(model: nn.Module, corpus: CharCorpus, block_size: int, batch_s
                   device: torch.device, seed: int = 0, bf16: bool = False) -> dict[str, float]:
     """Mean loss over `batches` random batches of each split (the same batches every call for a given seed), in
     eval mode."""
-    out = {}
-    with eval_mode(model):
-        for split in ("train", "val"):
-            gen = torch.Generator().manual_seed(seed + 12345)
-            losses = []
-            for _ in range(batches):
-                x, y = corpus.batch(split, batch_size, block_size, generator=gen, device=device)
-                with autocast(device, bf16):
-                    losses.append(_loss(model, x, y))
-            out[split] = torch.stack(losses).mean().item()
-    return out
+
+    def loss(split: str, generator: torch.Generator) -> Tensor:
+        x, y = corpus.batch(split, batch_size, block_size, generator=generator, device=device)
+        with autocast(device, bf16):
+            return _loss(model, x, y)
+
+    return fixed_batch_losses(model, loss, {"train": "train", "val": "val"}, batches, seed)
 
 
 def train(model: TinyGPT, corpus: CharCorpus, config: TrainConfig, *, device: torch.device | None = None,

@@ -8,8 +8,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from labkit.ladder import Rung
-from labkit.loop import trailing_mean
 from labkit.validate import require_positive_int
+from labkit.viz.training import smoothed
 
 __all__ = ["ladder_figure"]
 
@@ -24,8 +24,8 @@ def ladder_figure(rungs: Mapping[str, Rung], smoothing: int = 25) -> go.Figure:
                         subplot_titles=("training loss, every rung on the same batches",
                                         "validation loss after the same steps"))
     for name, rung in rungs.items():
-        fig.add_trace(go.Scatter(x=list(range(1, len(rung.curve) + 1)), y=trailing_mean(rung.curve, smoothing),
-                                 mode="lines", name=name, legendgroup=name), row=1, col=1)
+        steps, smooth = smoothed(rung.curve, smoothing)
+        fig.add_trace(go.Scatter(x=steps, y=smooth, mode="lines", name=name, legendgroup=name), row=1, col=1)
     names = list(rungs)
     vals = [rungs[n].val for n in names]
     fig.add_trace(go.Bar(x=names, y=vals, text=[f"{v:.3f}" for v in vals], textposition="outside",

@@ -12,10 +12,10 @@ from labkit.loop import trailing_mean
 from labkit.validate import require_positive_int
 from labkit.viz.view import WidgetView
 
-__all__ = ["LossPlot", "PretrainingPlot"]
+__all__ = ["smoothed", "LossPlot", "PretrainingPlot"]
 
 
-def _smoothed(values: list[float], k: int) -> tuple[np.ndarray, np.ndarray]:
+def smoothed(values: list[float], k: int) -> tuple[np.ndarray, np.ndarray]:
     """(steps from 1, the trailing mean over k steps) of a per-step curve, for a trace drawn over its nan gaps."""
     return np.arange(1, len(values) + 1), trailing_mean(values, k)
 
@@ -39,7 +39,7 @@ class LossPlot(WidgetView):
     def update(self, history) -> None:
         """Redraw from a `labkit.loop.History` (anything with train_loss, eval_steps, eval_train, eval_val)."""
         with self.figure.batch_update():
-            self.figure.data[0].x, self.figure.data[0].y = _smoothed(history.train_loss, self.smoothing)
+            self.figure.data[0].x, self.figure.data[0].y = smoothed(history.train_loss, self.smoothing)
             self.figure.data[1].x, self.figure.data[1].y = history.eval_steps, history.eval_train
             self.figure.data[2].x, self.figure.data[2].y = history.eval_steps, history.eval_val
             if history.eval_val:
@@ -88,10 +88,10 @@ class PretrainingPlot(WidgetView):
         eval_top5, eval_nsp_accuracy)."""
         d = self.figure.data
         with self.figure.batch_update():
-            d[0].x, d[0].y = _smoothed(history.mlm_loss, self.smoothing)
+            d[0].x, d[0].y = smoothed(history.mlm_loss, self.smoothing)
             d[1].x, d[1].y = history.eval_steps, history.eval_top1
             d[2].x, d[2].y = history.eval_steps, history.eval_top5
-            d[3].x, d[3].y = _smoothed(history.nsp_loss, self.smoothing)
+            d[3].x, d[3].y = smoothed(history.nsp_loss, self.smoothing)
             d[4].x, d[4].y = history.eval_steps, history.eval_nsp_accuracy
             if history.eval_steps:
                 self.figure.layout.title = (f"step {history.eval_steps[-1]}: masked top-1 "
