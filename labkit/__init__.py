@@ -5,7 +5,7 @@
     pretrained       assets (a path → the cache → the hub → the packaged encoder) · pretraining · finetune,
                      finetune_data, finetune_metrics · word_shape
     looking inside   attention_stats (attention maps in numbers) · hooks (record, ablate, patch) · circuits
-                     (direct logit attribution, induction)
+                     (direct logit attribution, induction, head ablation, activation patching)
     data             data (LABKIT_DATA → the hub) · corpus · pretraining_data · translation_data
     training         loop (the one training loop) · presets (TrainConfig; how big and how long, per device) ·
                      train (the tiny GPT and its command line) · trainer_setup (Hugging Face Trainer) · checkpoint ·

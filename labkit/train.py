@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -33,7 +34,7 @@ from labkit.loop import History, autocast, batch_generator, distributed, fixed_b
 from labkit.models import GPTConfig, TinyGPT
 from labkit.presets import PRESETS, TrainConfig, get_preset, preset_for
 
-__all__ = ["training_memory", "estimate_loss", "train", "load_trained", "main"]
+__all__ = ["training_memory", "estimate_loss", "train", "load_trained", "load_or_train", "main"]
 
 
 def training_memory(config: GPTConfig, batch_size: int, bf16: bool = False) -> int:
@@ -120,6 +121,21 @@ def load_trained(path: str | os.PathLike, device: torch.device | None = None) ->
     model = TinyGPT(GPTConfig(**meta["model_config"]))
     restore_model(model, saved)
     return model.to(device or "cpu").eval(), CharTokenizer.from_dict(meta["tokenizer"])
+
+
+def load_or_train(checkpoint: str | os.PathLike, device: torch.device | None = None,
+                  on_eval: Callable[[History], None] | None = None) -> tuple[TinyGPT, CharTokenizer]:
+    """Notebook 04's tiny GPT from `checkpoint`; if the file is missing, first train it there with notebook 04's
+    preset for the device on Tiny Shakespeare (on_eval as in `train`, e.g. a live loss plot)."""
+    if not Path(checkpoint).exists():
+        from labkit.data import load_data
+
+        preset = preset_for(device or "cpu", "tiny_gpt")
+        print(f"{checkpoint} not found: training the '{preset.name}' preset of notebook 04 now")
+        corpus = CharCorpus.from_text(load_data("tinyshakespeare"))
+        model = TinyGPT(GPTConfig(vocab_size=corpus.tokenizer.vocab_size, **preset.shape))
+        train(model, corpus, preset.train, device=device, checkpoint=checkpoint, on_eval=on_eval)
+    return load_trained(checkpoint, device)
 
 
 def main(argv: list[str] | None = None) -> History:

@@ -275,6 +275,27 @@ def test_notebook_08_runs_in_the_browser_with_every_view_drawn(lab, browser) -> 
     assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"
 
 
+def test_notebook_11_runs_in_the_browser_and_its_heads_can_be_ticked(lab, browser) -> None:
+    url, served = lab
+    shutil.copy(ROOT / "notebooks" / "11-circuits.ipynb", served)
+    notebook = Notebook(browser, url, "11-circuits.ipynb")
+    notebook.run_all(timeout_s=600)
+    page = notebook.page
+    heatmaps = page.locator(".jp-OutputArea .js-plotly-plot g.hm image")
+    # the logit lens grid, two ablation maps, the explorer's map and statistics, two patching maps
+    assert heatmaps.count() >= 7
+    assert page.locator(".jp-OutputArea .widget-html-content", has_text="top 3 guesses at position").count() == 1
+    loss = page.locator(".widget-html-content", has_text="heads ablated").first
+    assert "none" in loss.text_content()
+    page.locator(".widget-checkbox", has_text="L0H0").first.locator("input").check()
+    page.wait_for_function("""() => [...document.querySelectorAll('.widget-html-content')]
+                               .some(e => e.textContent.includes('heads ablated (zero): L0H0'))""", timeout=20_000)
+    assert "change +" in loss.text_content() or "change -" in loss.text_content()
+    notebook.screenshot("notebook-11")
+    assert not notebook.cell_errors()
+    assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"
+
+
 def test_a_traceback_in_a_cell_is_seen(lab, browser) -> None:
     """The check the tests above rely on: an error in a cell shows up in cell_errors."""
     url, served = lab

@@ -13,6 +13,7 @@ from labkit.presets import FAMILIES, PRESETS, Preset, TrainConfig, get_preset, p
 
 MODELS = {"tiny_gpt": lambda shape: TinyGPT(GPTConfig(vocab_size=65, **shape)),
           "positional_workbench": lambda shape: TinyGPT(GPTConfig(vocab_size=65, **shape)),
+          "induction": lambda shape: TinyGPT(GPTConfig(vocab_size=65, **shape)),
           "pretraining": lambda shape: TinyBERT(BertConfig(vocab_size=100, **shape)),
           "encoder_decoder": lambda shape: EncoderDecoderConfig(80, 15, **shape)}
 

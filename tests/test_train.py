@@ -169,3 +169,16 @@ def test_the_cli_names_a_malformed_data_file(tmp_path: Path) -> None:
     result = _cli("--preset", "smoke", "--out", str(tmp_path / "run.safetensors"), env={"LABKIT_DATA": str(tmp_path)})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "input.txt, line 2: not UTF-8 text" in result.stderr
+
+
+def test_load_or_train_trains_notebook_04s_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LABKIT_FAST", "1")
+    path = tmp_path / "04-tiny-gpt.safetensors"
+    model, tokenizer = labkit.train.load_or_train(path)
+    assert "not found: training the 'smoke' preset of notebook 04 now" in capsys.readouterr().out
+    assert path.exists() and tokenizer.vocab_size == 65 and not model.training
+    assert model.config.block_size == get_preset("tiny_gpt", "smoke").shape["block_size"]
+    again, _ = labkit.train.load_or_train(path)  # now read back, not trained
+    assert "not found" not in capsys.readouterr().out
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
