@@ -30,7 +30,7 @@ activation taken from the clean run, and report how much of the clean answer eac
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -43,7 +43,8 @@ from labkit.modules import eval_mode
 from labkit.validate import require_positive_int
 
 __all__ = ["direct_logit_attribution", "repeated_tokens", "RepeatMix", "induction_scores", "previous_token_scores",
-           "copy_losses", "head_ablation_effects", "logit_difference", "patch_residual_sweep", "patch_head_sweep"]
+           "copy_losses", "mean_head_outputs", "ablated_loss", "head_ablation_effects", "logit_difference",
+           "patch_residual_sweep", "patch_head_sweep"]
 
 
 @torch.no_grad()
@@ -173,27 +174,37 @@ def copy_losses(model: nn.Module, tokens: Tensor, length: int) -> dict[str, floa
     return {"first": losses[:, :length - 1].mean().item(), "second": losses[:, length:].mean().item()}
 
 
-def _loss(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    return F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten()).item()
+@torch.no_grad()
+def mean_head_outputs(model: nn.Module, x: Tensor) -> dict[int, Tensor]:
+    """layer → (heads, d_head): each head's output averaged over x's batch and positions, in eval mode; what
+    `ablating_heads(..., means=)` writes in place of a head."""
+    with eval_mode(model), recording_heads(model) as heads:
+        model(x)
+    return {i: h.mean(dim=(0, 2)) for i, h in heads.items()}
 
 
 @torch.no_grad()
+def ablated_loss(model: nn.Module, x: Tensor, y: Tensor, heads: Sequence[tuple[int, int]] = (),
+                 means: dict[int, Tensor] | None = None) -> float:
+    """The mean cross-entropy of predicting y from x (batch, seq) with `heads` ablated as `ablating_heads` does
+    (zero, or their `means`), in eval mode."""
+    with eval_mode(model), ablating_heads(model, heads, means):
+        return F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten()).item()
+
+
 def head_ablation_effects(model: nn.Module, x: Tensor, y: Tensor, kind: str = "zero") -> Tensor:
     """(layers, heads): how much the loss of predicting y from x (batch, seq) rises when that one head is ablated,
     in eval mode. kind "zero": the head writes nothing; "mean": it writes its mean output over x's batch and
-    positions, which keeps what it always writes and removes only what depends on the input."""
+    positions (`mean_head_outputs`), which keeps what it always writes and removes only what depends on the input."""
     if kind not in ("zero", "mean"):
         raise ValueError(f"kind must be 'zero' or 'mean', got {kind!r}")
     layers = attention_layers(model)
-    with eval_mode(model):
-        with recording_heads(model) as heads:
-            clean = _loss(model, x, y)
-        means = {i: h.mean(dim=(0, 2)) for i, h in heads.items()} if kind == "mean" else None  # layer → (heads, d_head)
-        effects = torch.zeros(len(layers), max(layer.n_heads for layer in layers))
-        for i, layer in enumerate(layers):
-            for h in range(layer.n_heads):
-                with ablating_heads(model, [(i, h)], means):
-                    effects[i, h] = _loss(model, x, y) - clean
+    means = mean_head_outputs(model, x) if kind == "mean" else None
+    clean = ablated_loss(model, x, y)
+    effects = torch.zeros(len(layers), max(layer.n_heads for layer in layers))
+    for i, layer in enumerate(layers):
+        for h in range(layer.n_heads):
+            effects[i, h] = ablated_loss(model, x, y, [(i, h)], means) - clean
     return effects
 
 

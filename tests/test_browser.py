@@ -154,6 +154,15 @@ class Notebook:
         return path
 
 
+def run_lab_notebook(lab, browser, name: str, timeout_s: float) -> Notebook:
+    """Copy the lab's notebook `name` into the served folder, open it and run all its cells."""
+    url, served = lab
+    shutil.copy(ROOT / "notebooks" / name, served)
+    notebook = Notebook(browser, url, name)
+    notebook.run_all(timeout_s=timeout_s)
+    return notebook
+
+
 def write_notebook(folder: Path, name: str, *sources: str) -> str:
     nbformat.write(new_notebook(cells=[new_code_cell(s) for s in sources],
                                 metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
@@ -259,10 +268,7 @@ def test_bertviz_views_draw_offline_on_the_first_run(lab, browser) -> None:
 
 
 def test_notebook_08_runs_in_the_browser_with_every_view_drawn(lab, browser) -> None:
-    url, served = lab
-    shutil.copy(ROOT / "notebooks" / "08-looking-inside.ipynb", served)
-    notebook = Notebook(browser, url, "08-looking-inside.ipynb")
-    notebook.run_all(timeout_s=600)
+    notebook = run_lab_notebook(lab, browser, "08-looking-inside.ipynb", timeout_s=600)
     page = notebook.page
     views = page.locator("div[id^='bertviz-']")
     assert views.count() == 3
@@ -276,10 +282,7 @@ def test_notebook_08_runs_in_the_browser_with_every_view_drawn(lab, browser) -> 
 
 
 def test_notebook_11_runs_in_the_browser_and_its_heads_can_be_ticked(lab, browser) -> None:
-    url, served = lab
-    shutil.copy(ROOT / "notebooks" / "11-circuits.ipynb", served)
-    notebook = Notebook(browser, url, "11-circuits.ipynb")
-    notebook.run_all(timeout_s=600)
+    notebook = run_lab_notebook(lab, browser, "11-circuits.ipynb", timeout_s=600)
     page = notebook.page
     heatmaps = page.locator(".jp-OutputArea .js-plotly-plot g.hm image")
     # the logit lens grid, two ablation maps, the explorer's map and statistics, two patching maps
@@ -305,10 +308,7 @@ def test_a_traceback_in_a_cell_is_seen(lab, browser) -> None:
 
 
 def test_notebook_00_draws_a_slider_whose_label_and_figure_follow_it(lab, browser) -> None:
-    url, served = lab
-    shutil.copy(ROOT / "notebooks" / "00-environment-check.ipynb", served)
-    notebook = Notebook(browser, url, "00-environment-check.ipynb")
-    notebook.run_all(timeout_s=120)
+    notebook = run_lab_notebook(lab, browser, "00-environment-check.ipynb", timeout_s=120)
     page = notebook.page
     slider = page.locator(".jp-OutputArea .widget-slider").first
     slider.wait_for(state="visible", timeout=30_000)

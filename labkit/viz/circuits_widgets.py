@@ -12,13 +12,12 @@ import html
 import ipywidgets as widgets
 import plotly.graph_objects as go
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.corpus import CharTokenizer
 from labkit.generation import generate, visible_char
-from labkit.hooks import ablating_heads, attention_layers, logit_lens, recording_heads
-from labkit.modules import eval_mode
+from labkit.circuits import ablated_loss, mean_head_outputs
+from labkit.hooks import ablating_heads, attention_layers, logit_lens
 from labkit.viz.view import TextBoxView, WidgetView
 
 __all__ = ["LogitLensExplorer", "HeadAblationExplorer"]
@@ -101,9 +100,7 @@ class HeadAblationExplorer(WidgetView):
         self.model, self.tokenizer, self.x, self.y = model, tokenizer, x, y
         self.prompt, self.new_tokens = tokenizer.encode(prompt)[None], new_tokens
         layers = attention_layers(model)
-        with eval_mode(model), torch.no_grad(), recording_heads(model) as heads:
-            model(x)
-        self.means = {i: h.mean(dim=(0, 2)) for i, h in heads.items()}  # layer → (heads, d_head)
+        self.means = mean_head_outputs(model, x)  # layer → (heads, d_head)
         self.boxes = [[widgets.Checkbox(value=False, description=f"L{i}H{h}", indent=False,
                                         layout=widgets.Layout(width="80px")) for h in range(layer.n_heads)]
                       for i, layer in enumerate(layers)]
@@ -113,7 +110,7 @@ class HeadAblationExplorer(WidgetView):
         for box in (b for row in self.boxes for b in row):
             box.observe(lambda _: self.update(), names="value")
         self.kind.observe(lambda _: self.update(), names="value")
-        self.clean_loss = self._loss([])
+        self.clean_loss = ablated_loss(model, x, y)
         self.view = widgets.VBox([self.kind, *(widgets.HBox(row) for row in self.boxes), self.loss, self.sample])
         self.update()
 
@@ -121,18 +118,11 @@ class HeadAblationExplorer(WidgetView):
     def ablated(self) -> list[tuple[int, int]]:
         return [(i, h) for i, row in enumerate(self.boxes) for h, box in enumerate(row) if box.value]
 
-    @torch.no_grad()
-    def _loss(self, heads: list[tuple[int, int]]) -> float:
-        means = self.means if self.kind.value == "mean" else None
-        with eval_mode(self.model), ablating_heads(self.model, heads, means):
-            logits = self.model(self.x)
-        return F.cross_entropy(logits.flatten(0, 1).float(), self.y.flatten()).item()
-
     def update(self) -> float:
         """Redraw for the ticked heads; returns the loss."""
         heads = self.ablated
-        loss = self._loss(heads)
         means = self.means if self.kind.value == "mean" else None
+        loss = ablated_loss(self.model, self.x, self.y, heads, means)
         with ablating_heads(self.model, heads, means):
             out = generate(self.model, self.prompt.to(self.x.device), self.new_tokens,
                            block_size=self.model.config.block_size, greedy=True)
