@@ -4,6 +4,7 @@
     python3 lab.py            set up .venv (first run only) and open JupyterLab on the notebooks
     python3 lab.py test       set up .venv (and Debian's chromium, for the browser tests) and run every test
     python3 lab.py bench      set up .venv and run the benchmarks
+    python3 lab.py gpu        set up .venv and check the GPU path on a CUDA GPU (--dry-run: at smoke size on the CPU)
     python3 lab.py doctor     set up .venv and check the environment (exit 1 when something required is missing)
     python3 lab.py progress   the exercises you have passed, per notebook
 
@@ -84,6 +85,7 @@ def main(argv: list[str]) -> int:
         "open": [BIN / "jupyter", "lab", "--ip=127.0.0.1", f"--ServerApp.root_dir={ROOT / 'notebooks'}"],
         "test": [PYTHON, "-m", "pytest"],
         "bench": [PYTHON, ROOT / "benchmarks" / "attention.py"],
+        "gpu": [PYTHON, ROOT / "benchmarks" / "gpu.py"],
         "doctor": [PYTHON, "-m", "labkit.doctor"],
         "progress": [PYTHON, "-m", "labkit.exercises"],
     }

@@ -4,7 +4,7 @@ Run it with
 
     python3 lab.py bench
     .venv/bin/python benchmarks/attention.py                      # batch 8, heads 8, d_head 64, float32
-    .venv/bin/python benchmarks/attention.py --device cuda --repeats 30
+    .venv/bin/python benchmarks/attention.py --device cuda --repeats 30 --dtype bfloat16
 
 It times forward only (under no_grad) and forward+backward (autograd.grad of q, k, v) for seq 64, 128 and 256,
 without a mask and with the causal mask a language model trains with.
@@ -29,6 +29,7 @@ from labkit.device import describe_device, pick_device
 SEQS = (64, 128, 256)
 FAST_OVER_SDPA_MAX = 1.10
 NAIVE_OVER_FAST_MIN = 1.5
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 IMPLEMENTATIONS = {
     "naive": lambda q, k, v, causal: naive_attention(q, k, v, is_causal=causal)[0],
@@ -52,7 +53,7 @@ def make_call(fn, q, k, v, mode: str, causal: bool):
                 fn(q, k, v, causal)
         return call
     qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
-    grad_out = torch.randn(*q.shape[:-1], v.shape[-1], device=q.device)
+    grad_out = torch.randn(*q.shape[:-1], v.shape[-1], device=q.device, dtype=q.dtype)
 
     def call():
         torch.autograd.grad(fn(qg, kg, vg, causal), (qg, kg, vg), grad_out)
@@ -86,6 +87,14 @@ def measure(calls: dict, repeats: int, device: torch.device, block_s: float, war
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
+def time_case(shape: tuple[int, int, int, int], causal: bool, mode: str, device: torch.device, dtype: torch.dtype,
+              repeats: int, block_s: float, warmup_s: float) -> dict[str, float]:
+    """Median seconds per call of each implementation on random q, k, v of `shape` (batch, heads, seq, d_head)."""
+    q, k, v = (torch.randn(shape, device=device, dtype=dtype) for _ in range(3))
+    calls = {name: make_call(fn, q, k, v, mode, causal) for name, fn in IMPLEMENTATIONS.items()}
+    return measure(calls, repeats, device, block_s, warmup_s)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=8)
@@ -95,6 +104,7 @@ def main() -> None:
     parser.add_argument("--block-ms", type=float, default=50.0, help="rough length of one timed block")
     parser.add_argument("--warmup-ms", type=float, default=300.0, help="warmup per implementation and case")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: labkit.device.pick_device())")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="of q, k and v")
     args = parser.parse_args()
     for name in ("batch", "heads", "d_head", "repeats"):
         if getattr(args, name) < 1:
@@ -103,7 +113,7 @@ def main() -> None:
     device = pick_device(args.device)
     torch.manual_seed(0)
     print(f"device: {describe_device(device)}; torch {torch.__version__}; batch {args.batch}, heads {args.heads}, "
-          f"d_head {args.d_head}, float32, median of {args.repeats} rounds")
+          f"d_head {args.d_head}, {args.dtype}, median of {args.repeats} rounds")
     header = f"{'seq':>5}  {'mask':<7}{'mode':<17}{'naive ms':>10}{'fast ms':>10}{'SDPA ms':>10}{'fast/SDPA':>11}{'naive/fast':>12}"
     print(header)
     print("-" * len(header))
@@ -112,10 +122,9 @@ def main() -> None:
     started = time.perf_counter()
     for seq in SEQS:
         shape = (args.batch, args.heads, seq, args.d_head)
-        q, k, v = (torch.randn(shape, device=device) for _ in range(3))
         for causal, mode in [(c, m) for c in (False, True) for m in ("forward", "forward+backward")]:
-            calls = {name: make_call(fn, q, k, v, mode, causal) for name, fn in IMPLEMENTATIONS.items()}
-            t = measure(calls, args.repeats, device, args.block_ms / 1e3, args.warmup_ms / 1e3)
+            t = time_case(shape, causal, mode, device, DTYPES[args.dtype], args.repeats, args.block_ms / 1e3,
+                          args.warmup_ms / 1e3)
             fast_over_sdpa, naive_over_fast = t["fast"] / t["sdpa"], t["naive"] / t["fast"]
             worst_fast_over_sdpa = max(worst_fast_over_sdpa, fast_over_sdpa)
             if mode == "forward+backward":

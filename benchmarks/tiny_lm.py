@@ -1,45 +1,111 @@
-"""Tiny GPT vs a plain-PyTorch baseline of the same size, trained on Tiny Shakespeare in one run.
+"""What makes a tiny GPT train fast on this machine: two baselines, labkit's default, one switch at a time, and the
+best combination, trained on Tiny Shakespeare in one run.
 
-    .venv/bin/python benchmarks/tiny_lm.py                 # the preset for this device, 5 minutes per model
-    .venv/bin/python benchmarks/tiny_lm.py --minutes 1 --preset smoke
-    .venv/bin/python benchmarks/tiny_lm.py --positions learned rope   # one labkit row per position scheme
+    .venv/bin/python benchmarks/tiny_lm.py                       # everything: about 45 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/tiny_lm.py --seeds 1 --five-minutes      # no 5-minute runs, one seed
+    .venv/bin/python benchmarks/tiny_lm.py --arms "labkit default" "+ muon" --ablation-seeds 3
 
-(1) labkit's TinyGPT on its fast path: pre-LN blocks, fused SDPA attention, bf16 autocast on CUDA.
-(2) The baseline: the classic `nn.TransformerEncoder` language model (post-LN, ReLU, sinusoidal positions, an
-    untied output layer, the square causal mask), written out in plain PyTorch with naive attention (matmul,
-    masked_fill, softmax, matmul) and run in fp32 everywhere. Same width, depth, heads and feed-forward size.
-Both see the same batches (the trainer seeds each step's batch by step number) with the same optimizer, schedule
-and step budget, and each stops after `--minutes` of wall time if it has not finished. Validation loss is
-estimated every `--eval-every` steps; the clock includes those evaluations.
+Arms (`arms()`; the nanoGPT recipe always runs, it sets the milestone):
+- **nanoGPT's CPU recipe** for Tiny Shakespeare, written here in plain PyTorch (`NanoRecipeGPT`): 4 layers, 4 heads,
+  128 dims, context 64, batch 12, AdamW lr 1e-3 (β2 0.99, weight decay 0.1), 100 warm-up steps then cosine to 1e-4
+  over 2000 steps, no dropout, GELU, pre-LN, no biases, a tied output layer. Its final validation loss is the
+  milestone every other arm is timed to.
+- **the classic `nn.TransformerEncoder` language model** (post-LN, ReLU, sinusoidal positions, naive attention, an
+  untied output layer), with labkit's default training recipe.
+- **labkit's default**: `GPTConfig`'s and `TrainConfig`'s defaults (AdamW, float32, learned positions, GELU, tied).
+- one row per recipe switch on top of the default (`labkit.speedrun.SWITCHES`): Muon, QK-norm, ReLU², an untied
+  output layer, zero-initialised output projections, RoPE, a short warm-up, bf16 autocast;
+- **labkit's best**: the `cpu` preset of `labkit.presets` (what `python -m labkit.train` runs on a CPU);
+- one row per switch of the best taken back out (what the combination owes each).
 
-Printed: tokens/s, the wall time at which validation loss first reached 1.89, the validation loss at the end of
-the time budget, and on CUDA the model FLOPs utilisation (MFU). Targets on 2 CPU cores: val ≤ 1.60 within
-5 minutes, and 1.89 reached in ≤ 0.5× the baseline's time. The two runs take up to 2 × `--minutes` together.
+Every arm is trained by `labkit.loop.run` on the same batches for a given seed and evaluated every `--eval-every`
+steps on the same fixed held-out batches (about 41k tokens, each model at its own context length, as nanoGPT and
+labkit report validation loss). The clock is training time only: evaluations are timed apart (`History.eval_s`)
+and their cost printed in a column of their own. An arm stops once it reaches the milestone (or after
+`--budget-s` seconds of training); then, for `--five-minutes` arms, one 5-minute run gives the validation loss
+after 5 minutes of training. Means ± standard deviations are over `--seeds` seeds.
+
+Targets on 2 CPU cores: the best arm reaches the milestone in ≤ 0.5× the nanoGPT recipe's wall time; val ≤ 1.50
+after 5 minutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import time
-from dataclasses import replace
+import statistics
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.corpus import CharCorpus
 from labkit.data import load_data
-from labkit.device import describe_device, pick_device, set_seed
-from labkit.models import POSITIONS, GPTConfig, TinyGPT
+from labkit.device import bf16_is_fast, describe_device
+from labkit.models import GPTConfig, TinyGPT
 from labkit.positional import sinusoidal_table
-from labkit.presets import PRESETS, TrainConfig, get_preset, preset_for
-from labkit.train import train
+from labkit.presets import TrainConfig, get_preset
+from labkit.speedrun import (EVAL_TOKENS, PLAIN_SHAPE, SWITCHES, Run, arm_with, arm_without, switches_on, train_arm,
+                             welch_t_test)
 
-TARGET_VAL = 1.60
-MILESTONE_VAL = 1.89
 MAX_TIME_RATIO = 0.5
-# Dense bf16 peak FLOP/s by GPU name, for MFU. Hopper H100/H200 SXM: 989 TFLOP/s; A100: 312 TFLOP/s.
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+FIVE_MINUTES_TARGET = 1.50
+
+
+class NanoRecipeAttention(nn.Module):
+    """Causal self-attention with one fused q/k/v projection and no biases: (batch, seq, d) → (batch, seq, d)."""
+
+    def __init__(self, d: int, n_head: int, n_layer: int) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.proj = nn.Linear(d, d, bias=False)
+        nn.init.normal_(self.qkv.weight, std=0.02)
+        nn.init.normal_(self.proj.weight, std=0.02 / math.sqrt(2 * n_layer))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        q, k, v = (z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2) for z in self.qkv(x).split(d, -1))
+        return self.proj(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d))
+
+
+class NanoRecipeBlock(nn.Module):
+    """Pre-LN: x + attention(norm(x)), then x + MLP(norm(x)) with a GELU MLP four times as wide."""
+
+    def __init__(self, d: int, n_head: int, n_layer: int) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(d, bias=False), nn.LayerNorm(d, bias=False)
+        self.attn = NanoRecipeAttention(d, n_head, n_layer)
+        self.up, self.down = nn.Linear(d, 4 * d, bias=False), nn.Linear(4 * d, d, bias=False)
+        nn.init.normal_(self.up.weight, std=0.02)
+        nn.init.normal_(self.down.weight, std=0.02 / math.sqrt(2 * n_layer))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.down(F.gelu(self.up(self.norm2(x))))
+
+
+class NanoRecipeGPT(nn.Module):
+    """The GPT of nanoGPT's CPU recipe: idx (batch, seq) → logits (batch, seq, vocab); learned positions, a final
+    LayerNorm, the output layer tied to the token embedding."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.tok, self.pos = nn.Embedding(c.vocab_size, c.d_model), nn.Embedding(c.block_size, c.d_model)
+        self.blocks = nn.ModuleList(NanoRecipeBlock(c.d_model, c.n_head, c.n_layer) for _ in range(c.n_layer))
+        self.norm = nn.LayerNorm(c.d_model, bias=False)
+        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        for emb in (self.tok, self.pos):
+            nn.init.normal_(emb.weight, std=0.02)
+        self.head.weight = self.tok.weight
+
+    def forward(self, idx: Tensor) -> Tensor:
+        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
 
 
 class NaiveCausalSelfAttention(nn.Module):
@@ -96,85 +162,104 @@ class ClassicTransformerLM(nn.Module):
         return self.decoder(x)
 
 
-def flops_per_token(model: nn.Module, config: GPTConfig) -> float:
-    """Training FLOPs per token: 6 per parameter plus the attention matmuls (the PaLM appendix estimate)."""
-    n = sum(p.numel() for p in model.parameters())
-    return 6 * n + 12 * config.n_layer * config.d_model * config.block_size
+@dataclass(frozen=True)
+class Arm:
+    """One row: a model class, its shape (GPTConfig fields) and its training recipe."""
+
+    model: type[nn.Module]
+    shape: dict
+    train: TrainConfig
 
 
-def run(name: str, model: nn.Module, corpus: CharCorpus, config: TrainConfig, device: torch.device) -> dict:
-    """Train one model; return its figures. The clock starts at the first step and includes evaluations."""
-    evals: list[tuple[float, int, float]] = []  # (seconds since start, step, val loss)
-    start = time.perf_counter()
-    history = train(model, corpus, config, device=device, progress=False,
-                    on_eval=lambda h: evals.append((time.perf_counter() - start, h.step, h.eval_val[-1])))
-    wall = time.perf_counter() - start
-    reached = next(((t, s) for t, s, v in evals if v <= MILESTONE_VAL), None)
-    tokens = history.step * config.batch_size * model.config.block_size
-    figures = dict(name=name, steps=history.step, wall=wall, tokens_per_s=tokens / wall, val=evals[-1][2],
-                   reached=reached, mfu=None)
-    if device.type == "cuda" and config.bf16:
-        peak = next((v for k, v in PEAK_BF16.items() if k in torch.cuda.get_device_name(device)), None)
-        if peak:
-            figures["mfu"] = flops_per_token(model, model.config) * tokens / wall / peak
-    print(f"  {name}: {history.step} steps in {wall:.1f} s, val {figures['val']:.4f}, "
-          + (f"1.89 at {reached[0]:.1f} s (step {reached[1]})" if reached else "never reached 1.89"), flush=True)
-    return figures
+NANO_RECIPE = TrainConfig(steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1)
+
+
+NANO, DEFAULT, BEST = "nanoGPT recipe (plain PyTorch)", "labkit default", "labkit best (cpu preset)"
+
+
+def arms() -> dict[str, Arm]:
+    best = get_preset("tiny_gpt", "cpu")
+    table = {NANO: Arm(NanoRecipeGPT, dict(PLAIN_SHAPE, block_size=64), NANO_RECIPE),
+             "classic nn.Transformer LM": Arm(ClassicTransformerLM, PLAIN_SHAPE, TrainConfig()),
+             DEFAULT: Arm(TinyGPT, PLAIN_SHAPE, TrainConfig())}
+    for name in SWITCHES:
+        table[name] = Arm(TinyGPT, *arm_with([name]))
+    table[BEST] = Arm(TinyGPT, dict(best.shape), best.train)
+    for name in switches_on(best.shape, best.train):  # the combination without each of its switches
+        table[f"{BEST} − {name[2:]}"] = Arm(TinyGPT, *arm_without([name], best.shape, best.train))
+    return table
+
+
+def train_row(arm: Arm, corpus: CharCorpus, seed: int, **options) -> Run:
+    return train_arm(arm.shape, arm.train, corpus, seed, model_class=arm.model, **options)
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    return f"{statistics.mean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "")
 
 
 def main() -> None:
+    table = arms()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS["tiny_gpt"]), help="default: the one for the device")
-    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--minutes", type=float, default=5.0, help="wall-time budget per model")
-    parser.add_argument("--eval-every", type=int, default=100, help="steps between validation estimates")
-    parser.add_argument("--skip-baseline", action="store_true", help="train labkit's model only")
-    parser.add_argument("--positions", nargs="+", choices=POSITIONS, default=["learned"],
-                        help="labkit's position scheme(s), one row each (default: learned, the presets')")
+    parser.add_argument("--arms", nargs="+", choices=list(table), default=list(table), metavar="ARM",
+                        help=f"which rows (default: all): {', '.join(map(repr, table))}")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds for the nanoGPT recipe and labkit's best")
+    parser.add_argument("--ablation-seeds", type=int, default=1, help="seeds for every other arm")
+    parser.add_argument("--budget-s", type=float, default=150.0, help="most training seconds to reach the milestone")
+    parser.add_argument("--eval-every", type=int, default=25, help="steps between validation estimates")
+    parser.add_argument("--five-minutes", nargs="*", default=[DEFAULT, BEST],
+                        help="arms that also train for 5 minutes, for their loss then (none: leave it empty)")
     args = parser.parse_args()
 
-    device = pick_device(args.device)
-    preset = get_preset("tiny_gpt", args.preset) if args.preset else preset_for(device, "tiny_gpt")
-    shape, config = preset.shape, preset.train
-    config = replace(config, eval_every=args.eval_every, eval_batches=10, time_limit_s=60 * args.minutes)
     corpus = CharCorpus.from_text(load_data("tinyshakespeare"))
-    gpt_config = GPTConfig(vocab_size=corpus.tokenizer.vocab_size, **shape)
-    print(f"device {describe_device(device)}; preset {preset.name}: {gpt_config.n_layer} layers, d_model "
-          f"{gpt_config.d_model}, {gpt_config.n_head} heads, block {gpt_config.block_size}; {config.steps} steps of "
-          f"batch {config.batch_size}, lr {config.lr:g}; at most {args.minutes:g} min per model; "
-          f"{torch.get_num_threads()} CPU threads", flush=True)
+    device = torch.device("cpu")
+    print(f"device {describe_device(device)}; bf16 fast here: {bf16_is_fast(device)}; eval every {args.eval_every} "
+          f"steps on ~{EVAL_TOKENS:,} held-out tokens, the clock paused", flush=True)
+    runs: dict[str, list[Run]] = {NANO: []}
+    for seed in range(args.seeds):  # the milestone is where the nanoGPT recipe ends its 2000 steps
+        runs[NANO].append(train_row(table[NANO], corpus, seed, eval_every=250))
+        print(f"  {NANO}, seed {seed}: val {runs[NANO][-1].val[-1]:.4f} after {runs[NANO][-1].clock[-1]:.1f} s",
+              flush=True)
+    milestone = statistics.mean(r.val[-1] for r in runs[NANO])
+    print(f"milestone: the nanoGPT recipe's mean final val, {milestone:.4f}", flush=True)
+    for name in (n for n in args.arms if n != NANO):
+        runs[name] = []
+        for seed in range(args.seeds if name == BEST else args.ablation_seeds):
+            run = train_row(table[name], corpus, seed, stop_at=milestone, budget_s=args.budget_s,
+                            eval_every=args.eval_every)
+            runs[name].append(run)
+            reached = run.time_to(milestone)
+            print(f"  {name}, seed {seed}: " + (f"{milestone:.3f} at {reached:.1f} s (step {run.steps[-1]})"
+                                                 if reached else f"not reached in {run.clock[-1]:.0f} s"), flush=True)
+    five = {name: train_row(table[name], corpus, 0, budget_s=300.0, eval_every=100)
+            for name in args.five_minutes if name in table}
 
-    results = []
-    for position in args.positions:
-        set_seed(config.seed)
-        results.append(run(f"labkit TinyGPT, {position} (fast path)", TinyGPT(replace(gpt_config, position=position)),
-                           corpus, config, device))
-    if not args.skip_baseline:
-        set_seed(config.seed)
-        baseline = ClassicTransformerLM(replace(gpt_config, dropout=0.0))
-        results.append(run("baseline (classic, naive, fp32)", baseline, corpus, replace(config, bf16=False),
-                           device))
-
-    print(f"\n{'model':40} {'steps':>6} {'tokens/s':>10} {'t(val≤1.89)':>12} {'val at end':>11} {'wall s':>8}"
-          f"{'  MFU' if device.type == 'cuda' else ''}")
-    for r in results:
-        reached = f"{r['reached'][0]:.1f} s" if r["reached"] else "—"
-        mfu = f"  {r['mfu']:.1%}" if r["mfu"] is not None else ""
-        print(f"{r['name']:40} {r['steps']:>6} {r['tokens_per_s']:>10,.0f} {reached:>12} {r['val']:>11.4f} "
-              f"{r['wall']:>8.1f}{mfu}")
-    base = None if args.skip_baseline else results[-1]
-    for ours in results[:len(args.positions)]:
-        print(f"\n{ours['name']}: target val ≤ {TARGET_VAL} within {args.minutes:g} min: "
-              f"{'met' if ours['val'] <= TARGET_VAL else 'NOT met'} ({ours['val']:.4f} after {ours['wall']:.0f} s)")
-        if base is None:
-            continue
-        if ours["reached"] and base["reached"]:
-            ratio = ours["reached"][0] / base["reached"][0]
-            print(f"time to {MILESTONE_VAL}: labkit / baseline = {ratio:.2f} (target ≤ {MAX_TIME_RATIO}: "
-                  f"{'met' if ratio <= MAX_TIME_RATIO else 'NOT met'})")
-        else:
-            print(f"time to {MILESTONE_VAL}: not reached by " + " and ".join(
-                r["name"] for r in (ours, base) if not r["reached"]))
+    base = [r.clock[-1] for r in runs[NANO]]  # its training time for 2000 steps: its time to its final loss
+    print(f"\n{'arm':44} {'seeds':>5} {'tokens/s':>9} {f't(val ≤ {milestone:.3f}) s':>19} {'× nanoGPT':>9} "
+          f"{'eval s':>7} {'val @ 5 min':>11}")
+    for name, arm_runs in runs.items():
+        times = base if name == NANO else [t for t in (r.time_to(milestone) for r in arm_runs) if t is not None]
+        all_reached = len(times) == len(arm_runs)
+        ratio = statistics.mean(times) / statistics.mean(base) if all_reached else math.nan
+        missed = "" if all_reached else f" ({len(arm_runs) - len(times)} missed)"
+        at_five = f"{five[name].val[-1]:.4f}" if name in five else ""
+        print(f"{name:44} {len(arm_runs):>5} {statistics.mean(r.tokens_per_s for r in arm_runs):>9,.0f} "
+              f"{mean_std(times) + missed:>19} {ratio:>9.2f} "
+              f"{statistics.mean(r.eval_s for r in arm_runs):>7.1f} {at_five:>11}")
+    best = [r.time_to(milestone) for r in runs.get(BEST, [])]
+    if best and None not in best:
+        ratio = statistics.mean(best) / statistics.mean(base)
+        print(f"\ntime to the nanoGPT recipe's final loss: best / nanoGPT = {ratio:.2f} (target ≤ {MAX_TIME_RATIO}: "
+              f"{'met' if ratio <= MAX_TIME_RATIO else 'NOT met'})")
+        if len(best) > 1 and len(base) > 1:
+            test = welch_t_test(best, base)
+            print(f"Welch's t-test, best − nanoGPT: {test.difference:+.1f} s, t = {test.t:.2f}, df = {test.df:.1f}, "
+                  f"p = {test.p:.2g}")
+    for name, run in five.items():
+        print(f"{name}: val {run.val[-1]:.4f} after {run.clock[-1]:.0f} s of training, step {run.steps[-1]} (target "
+              f"≤ {FIVE_MINUTES_TARGET}: {'met' if run.val[-1] <= FIVE_MINUTES_TARGET else 'NOT met'})")
 
 
 if __name__ == "__main__":

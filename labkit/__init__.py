@@ -9,7 +9,8 @@
     data             data (LABKIT_DATA → the hub) · corpus · pretraining_data · translation_data
     training         loop (the one training loop) · presets (TrainConfig; how big and how long, per device) ·
                      train (the tiny GPT and its command line) · trainer_setup (Hugging Face Trainer) · checkpoint ·
-                     positional_workbench (five position schemes trained and compared)
+                     positional_workbench (five position schemes trained and compared) · speedrun (training
+                     ideas raced over seeds)
     generating       generation (sampling, its settings, tokens as text to show)
     drawing          viz/ (plotly figures and ipywidgets views; they draw, the numbers come from the modules above)
     exercises        exercises/ (what the learner writes, each checked the moment it is written)

@@ -191,10 +191,13 @@ class MultiHeadAttention(nn.Module):
     Positions inside attention, for self-attention only: `rotary` (a `RotaryEmbedding` over d_head, which may be
     shared by every layer) rotates q and k by their positions 0..seq-1; `alibi=True` adds
     `alibi_bias(n_heads, seq, seq)` to the scores, before any mask.
+
+    `qk_norm=True` (QK-norm) scales every head's query and key vectors to RMS 1 (`F.rms_norm` over d_head, before
+    RoPE), so no score can exceed √d_head: a large learning rate cannot blow the logits up and saturate the softmax.
     """
 
     def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0,
-                 rotary: RotaryEmbedding | None = None, alibi: bool = False) -> None:
+                 rotary: RotaryEmbedding | None = None, alibi: bool = False, qk_norm: bool = False) -> None:
         super().__init__()
         if not isinstance(d_model, int) or not isinstance(n_heads, int) or d_model < 1 or n_heads < 1:
             raise ValueError(f"d_model and n_heads must be positive ints, got {d_model!r} and {n_heads!r}")
@@ -208,9 +211,10 @@ class MultiHeadAttention(nn.Module):
             got = f"d_head={rotary.d_head}" if isinstance(rotary, RotaryEmbedding) else type(rotary).__name__
             raise ValueError(f"rotary must be a RotaryEmbedding over d_head = d_model / n_heads = {self.d_head}, "
                              f"got {got}")
-        if not isinstance(alibi, bool):
-            raise ValueError(f"alibi must be True or False, got {alibi!r}")
-        self.rotary, self.alibi = rotary, alibi
+        for name, flag in (("alibi", alibi), ("qk_norm", qk_norm)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
+        self.rotary, self.alibi, self.qk_norm = rotary, alibi, qk_norm
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
@@ -224,7 +228,8 @@ class MultiHeadAttention(nn.Module):
 
     def queries_keys_values(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """q (batch, heads, seq_q, d_head), k and v (batch, heads, seq_k, d_head): projected, split into heads,
-        q and k rotated when the layer has `rotary`. What the scores are computed from."""
+        q and k normalised when the layer has `qk_norm`, then rotated when it has `rotary`. What the scores are
+        computed from."""
         self._check_input("x", x)
         if context is not None and (self.rotary is not None or self.alibi):
             raise ValueError("context was given, but this layer's RoPE / ALiBi encode positions within one "
@@ -236,6 +241,8 @@ class MultiHeadAttention(nn.Module):
         q = split_heads(self.q_proj(x), self.n_heads)
         k = split_heads(self.k_proj(context), self.n_heads)
         v = split_heads(self.v_proj(context), self.n_heads)
+        if self.qk_norm:
+            q, k = F.rms_norm(q, (self.d_head,)), F.rms_norm(k, (self.d_head,))
         if self.rotary is not None:
             q, k = self.rotary(q, k)
         return q, k, v

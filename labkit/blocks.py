@@ -24,9 +24,17 @@ from labkit.attention import MultiHeadAttention
 from labkit.positional import RotaryEmbedding
 from labkit.validate import require_positive_int
 
-__all__ = ["FeedForward", "EncoderBlock", "DecoderBlock", "count_parameters"]
+__all__ = ["relu_squared", "FeedForward", "EncoderBlock", "DecoderBlock", "count_parameters"]
 
-_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+def relu_squared(x: Tensor) -> Tensor:
+    """ReLU(x)², elementwise: as cheap as ReLU. Found for language models by the Primer architecture search (So et al.
+    2021) and used by the GPT-2 speedrun records; on the tiny GPT it pays only with the other switches (notebook
+    12)."""
+    return F.relu(x).square()
+
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "relu2": relu_squared}
 
 
 def _check_config(d_model: int, n_heads: int, d_ff: int, dropout: float, activation: str) -> None:
@@ -180,16 +188,19 @@ class EncoderBlock(nn.Module):
     With `is_causal=True` in forward this is a GPT block (pre-LN GPT-2 when `norm_first=True`).
     `rotary` / `alibi` go to the self-attention (`MultiHeadAttention`): RoPE or ALiBi positions inside attention.
     `feed_forward=False` leaves out the feed-forward sublayer and its norm: an attention-only block, the simplest
-    place to find circuits. x: (batch, seq, d_model) → (batch, seq, d_model).
+    place to find circuits. `qk_norm=True` normalises each head's queries and keys (`MultiHeadAttention`).
+    x: (batch, seq, d_model) → (batch, seq, d_model).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0, activation: str = "relu",
                  norm_first: bool = False, bias: bool = True, *, layer_norm_eps: float = 1e-5,
-                 rotary: RotaryEmbedding | None = None, alibi: bool = False, feed_forward: bool = True) -> None:
+                 rotary: RotaryEmbedding | None = None, alibi: bool = False, feed_forward: bool = True,
+                 qk_norm: bool = False) -> None:
         super().__init__()
         _check_config(d_model, n_heads, d_ff, dropout, activation)
         self.d_model, self.norm_first = d_model, norm_first
-        self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout, rotary=rotary, alibi=alibi)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout, rotary=rotary, alibi=alibi,
+                                            qk_norm=qk_norm)
         self.ff = FeedForward(d_model, d_ff, dropout, activation, bias=bias) if feed_forward else None
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias) if feed_forward else None

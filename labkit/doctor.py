@@ -389,8 +389,9 @@ def _cpu_minutes(family: str) -> float:
 # (about 0.15 s a step) and its three models evaluated on every held-out batch (about a minute); notebook 06 trains
 # the sentiment model, the NER tagger twice (plain and with word shapes) and the multi-task model, and its
 # evaluations on the dev sets take about 3 minutes more; notebook 08 trains 300 sentiment steps; notebook 10 five
-# workbench models; notebook 11 two attention-only models and its patching sweeps (under a second). Notebooks 07
-# and 11 train notebook 04's model only when its checkpoint is missing (4.5 min more).
+# workbench models; notebook 11 two attention-only models and its patching sweeps (under a second); notebook 12
+# seven runs of at most 45 s of training, plus their evaluations. Notebooks 07
+# and 11 train notebook 04's model only when its checkpoint is missing (5 min more).
 NOTEBOOK_TIMES: tuple[NotebookTime, ...] = (
     NotebookTime("00-environment-check", 8),
     NotebookTime("01-attention-step-by-step", 4),
@@ -405,6 +406,7 @@ NOTEBOOK_TIMES: tuple[NotebookTime, ...] = (
     NotebookTime("09-encoder-decoder", 10, 60 * _cpu_minutes("encoder_decoder")),
     NotebookTime("10-positional-workbench", 10, 5 * 60 * _cpu_minutes("positional_workbench")),
     NotebookTime("11-circuits", 12, 2 * 60 * _cpu_minutes("induction") + 60),
+    NotebookTime("12-speedrun", 15, 7 * 45 + 60),
 )
 
 

@@ -220,6 +220,9 @@ def train_multitask(model: MultiTaskModel, sentence_data: Dataset, token_data: D
             yield from batches(dataset, tokenizer, task, config.batch_size,
                                shuffle_seed=config.seed + 1000 * epoch + offset)
 
+    if config.optimizer != "adamw":
+        raise ValueError(f"the multi-task model trains with fused AdamW; config.optimizer={config.optimizer!r} is for "
+                         f"TinyGPT's blocks")
     sentences, tokens = endless(sentence_data, "sentence", 0), endless(token_data, "token", 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     return run(model, config, batch=lambda step: (next(sentences), next(tokens)),

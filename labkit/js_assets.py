@@ -101,7 +101,7 @@ if __name__ == "__main__":
     try:
         for path in fetch():
             print(f"labkit.js_assets: wrote {path}")
-    except (OSError, ValueError) as error:  # unreachable registry (URLError is an OSError), or a file that fails its check
+    except (OSError, ValueError) as error:  # unreachable registry (URLError is an OSError), or a file failing its check
         sys.exit(f"labkit.js_assets: error: {error} (bertviz's views need these files; everything else works without "
                  f"them)")
     for library in LIBRARIES.values():

@@ -8,10 +8,11 @@ A trainer says what is particular to it, and `run` does the rest:
 
 Each step: batch `step` (drawn by the caller, usually from `batch_generator(seed, step)`, so that a resumed run
 sees the same batches as one that never stopped) → the loss under autocast → backward → a stop before a NaN or
-inf loss reaches the weights → clip the gradients' norm → AdamW at `lr_at(step)` (warm-up, then cosine or linear
-decay). Every `eval_every` steps, at the end and when the wall-time limit runs out: `evaluate()`, an atomic
-checkpoint when asked for, then `on_eval(history)` (the live plots). Ctrl-C stops cleanly and names the checkpoint
-that survives. Under torchrun each process takes its own rows of the same global batch (DistributedDataParallel).
+inf loss reaches the weights → clip the gradients' norm → AdamW (or Muon + AdamW) at `lr_at(step)` (warm-up, then
+cosine or linear decay). Every `eval_every` steps, at the end and when the time limit (of training, evaluations not
+counted) runs out: `evaluate()`, an atomic checkpoint when asked for, then `on_eval(history)` (the live plots).
+Ctrl-C stops cleanly and names the checkpoint that survives. Under torchrun each process takes its own rows of the
+same global batch (DistributedDataParallel).
 
 bf16 autocast follows one rule: `config.bf16` and `labkit.device.bf16_is_fast(device)`; the presets say where
 it is on.
@@ -39,15 +40,16 @@ from labkit.modules import eval_mode
 from labkit.presets import TrainConfig
 from labkit.validate import require_positive_int
 
-__all__ = ["History", "trailing_mean", "fixed_batch_losses", "lr_at", "batch_generator", "autocast", "make_optimizer", "interrupt_notice",
-           "distributed", "run"]
+__all__ = ["History", "trailing_mean", "fixed_batch_losses", "lr_at", "batch_generator", "autocast", "make_optimizer",
+           "hidden_matrices", "MuonAdamW", "interrupt_notice", "distributed", "run"]
 
 
 @dataclass
 class History:
     """What a run measured. losses: name → one value per step ("loss" is the one trained on; nan on a step where
     that part was not computed, e.g. NSP on a batch without sentence pairs); evals: name → one value per
-    evaluation, taken at eval_steps; tokens_per_s over the steps of this session; elapsed_s over all of them."""
+    evaluation, taken at eval_steps; tokens_per_s over the training time of this session; elapsed_s (wall time)
+    over all sessions, of which eval_s went to evaluations, checkpoints and on_eval (elapsed_s - eval_s: training)."""
 
     step: int = 0  # steps done
     losses: dict[str, list[float]] = field(default_factory=dict)
@@ -55,6 +57,7 @@ class History:
     evals: dict[str, list[float]] = field(default_factory=dict)
     tokens_per_s: float = 0.0
     elapsed_s: float = 0.0
+    eval_s: float = 0.0
     interrupted: bool = False
 
     @property
@@ -139,18 +142,79 @@ def autocast(device: torch.device, bf16: bool = True):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and bf16_is_fast(device))
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on the matrices (≥ 2-D: linear weights, embeddings) and none on biases and norms.
-
-    Parameters with requires_grad=False (a frozen encoder) are left out.
-    """
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer | MuonAdamW:
+    """AdamW with weight decay on the matrices (≥ 2-D: linear weights, embeddings) and none on biases and norms; with
+    `config.optimizer == "muon"`, `MuonAdamW` instead. Parameters with requires_grad=False (a frozen encoder) are
+    left out."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{type(model).__name__} has no parameter with requires_grad=True: nothing to train")
+    if config.optimizer == "muon":
+        return MuonAdamW(model, config)
+    return _adamw(params, config)
+
+
+def _adamw(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.AdamW:
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.99))
+
+
+def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
+    """The 2-D weights of the linear layers inside `model.blocks` (attention's projections, the feed-forward's
+    layers): the matrices Muon trains. Embeddings and the output layer are lookups and readouts, not hidden maps."""
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.Module):
+        raise ValueError(f"optimizer='muon' trains the weight matrices of a model's `blocks`, and "
+                         f"{type(model).__name__} has no `blocks`: use optimizer='adamw'")
+    return [m.weight for m in blocks.modules() if isinstance(m, nn.Linear) and m.weight.requires_grad]
+
+
+class MuonAdamW:
+    """`torch.optim.Muon` on `hidden_matrices(model)`, AdamW (as `make_optimizer`'s) on every other parameter, stepped
+    together. Muon's step is scaled to match AdamW's update size (Moonshot's `match_rms_adamw`), so both follow the
+    one learning-rate schedule and weight decay. `param_groups` lists Muon's groups, then AdamW's; `state_dict` is
+    one optimizer's state dict over both (Muon's parameters numbered first), as checkpoints store it."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig) -> None:
+        matrices = hidden_matrices(model)
+        chosen = {id(p) for p in matrices}
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in chosen]
+        self.muon = torch.optim.Muon(matrices, lr=config.lr, weight_decay=config.weight_decay,
+                                     adjust_lr_fn="match_rms_adamw")
+        self.adamw = _adamw(rest, config)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.muon.param_groups + self.adamw.param_groups
+
+    def step(self) -> None:
+        self.muon.step()
+        self.adamw.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.muon.zero_grad(set_to_none)
+        self.adamw.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict:
+        muon, adamw = self.muon.state_dict(), self.adamw.state_dict()
+        n = sum(len(group["params"]) for group in muon["param_groups"])
+        return {"state": {**muon["state"], **{i + n: s for i, s in adamw["state"].items()}},
+                "param_groups": muon["param_groups"] + [{**g, "params": [i + n for i in g["params"]]}
+                                                        for g in adamw["param_groups"]]}
+
+    def load_state_dict(self, state: dict) -> None:
+        k = len(self.muon.param_groups)
+        if len(state["param_groups"]) != k + len(self.adamw.param_groups):
+            raise ValueError(f"the saved optimizer state has {len(state['param_groups'])} parameter groups; "
+                             f"Muon + AdamW has {k + len(self.adamw.param_groups)} (saved by another optimizer?)")
+        n = sum(len(group["params"]) for group in state["param_groups"][:k])
+        self.muon.load_state_dict({"state": {i: s for i, s in state["state"].items() if i < n},
+                                   "param_groups": state["param_groups"][:k]})
+        self.adamw.load_state_dict({"state": {i - n: s for i, s in state["state"].items() if i >= n},
+                                    "param_groups": [{**g, "params": [i - n for i in g["params"]]}
+                                                     for g in state["param_groups"][k:]]})
 
 
 def interrupt_notice(step: int, eval_steps: list[int], checkpoint: str | os.PathLike | None) -> str:
@@ -216,7 +280,7 @@ class _Smoothed:
 def run(model: nn.Module, config: TrainConfig, *, batch: Callable[[int], Any],
         loss: Callable[[nn.Module, Any], Tensor | Mapping[str, Tensor]],
         evaluate: Callable[[], Mapping[str, float]] | None = None, device: torch.device | None = None,
-        optimizer: torch.optim.Optimizer | None = None, tokens: Callable[[Any], int] | None = None,
+        optimizer: torch.optim.Optimizer | MuonAdamW | None = None, tokens: Callable[[Any], int] | None = None,
         checkpoint: str | os.PathLike | None = None, resume: bool = False, model_config: Any = None,
         meta: Mapping[str, Any] | None = None, history_type: type[History] = History,
         on_eval: Callable[[History], None] | None = None, progress: bool = True, desc: str = "training") -> History:
@@ -260,6 +324,7 @@ def run(model: nn.Module, config: TrainConfig, *, batch: Callable[[int], Any],
     count = tokens or (lambda b: next(iter(_flat(b))).numel())
 
     def evaluate_and_save() -> None:
+        began = time.perf_counter()
         if evaluate is not None:
             history.record_eval(evaluate())
         if checkpoint is not None and rank == 0:
@@ -268,11 +333,13 @@ def run(model: nn.Module, config: TrainConfig, *, batch: Callable[[int], Any],
                             history=history.to_dict(), processes=world)
         if on_eval is not None and rank == 0:
             on_eval(history)
+        now = time.perf_counter()
+        history.eval_s, history.elapsed_s = history.eval_s + now - began, earlier_s + now - start
 
     model.train()
     bar = tqdm(total=config.steps, initial=history.step, desc=desc, disable=not progress or rank != 0)
     smoothed = _Smoothed()
-    start, earlier_s, seen = time.perf_counter(), history.elapsed_s, 0
+    start, earlier_s, earlier_eval_s, seen = time.perf_counter(), history.elapsed_s, history.eval_s, 0
     try:
         while history.step < config.steps:
             step, lr = history.step, lr_at(history.step, config)
@@ -295,10 +362,11 @@ def run(model: nn.Module, config: TrainConfig, *, batch: Callable[[int], Any],
             optimizer.zero_grad(set_to_none=True)
             history.record_step(step_values)
             elapsed = time.perf_counter() - start
-            history.tokens_per_s, history.elapsed_s = seen / elapsed, earlier_s + elapsed
+            training_s = elapsed - (history.eval_s - earlier_eval_s)  # this session's, evaluations left out
+            history.tokens_per_s, history.elapsed_s = seen / training_s, earlier_s + elapsed
             bar.update(1)
             bar.set_postfix(**smoothed.update(step_values), lr=f"{lr:.1e}")
-            out_of_time = config.time_limit_s is not None and elapsed >= config.time_limit_s
+            out_of_time = config.time_limit_s is not None and training_s >= config.time_limit_s
             if history.step % config.eval_every == 0 or history.step == config.steps or out_of_time:
                 evaluate_and_save()
             if out_of_time:

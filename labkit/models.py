@@ -3,6 +3,8 @@
 `TinyGPT` is a decoder-only language model in the GPT-2 mould: token embedding + learned positions, a stack of
 pre-LN blocks with causal self-attention, a final LayerNorm and an output layer tied to the token embedding
 (`GPTConfig.tie_head=False` gives it a matrix of its own).
+The recipe switches `activation`, `qk_norm`, `zero_init_proj` and `tie_head` are those of the GPT-2 speedrun
+records; `benchmarks/tiny_lm.py` measures what each buys at this scale.
 `GPTConfig.position` swaps the learned positions for another scheme of `labkit.positional`: none, sinusoidal
 (added to the tokens), RoPE or ALiBi (inside every attention layer). All but the learned table run on sequences
 longer than the training context.
@@ -27,12 +29,14 @@ from labkit.modules import init_weights
 from labkit.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
 from labkit.validate import require_positive_int
 
-__all__ = ["POSITIONS", "check_position", "FORMULA_LENGTH_FACTOR", "SINUSOIDAL_SCALE", "GPTConfig", "TinyGPT", "BertConfig",
-           "TinyBERT", "MaskedLMHead", "NSPHead"]
+__all__ = ["POSITIONS", "ACTIVATIONS", "check_position", "FORMULA_LENGTH_FACTOR", "SINUSOIDAL_SCALE", "GPTConfig",
+           "TinyGPT", "BertConfig", "TinyBERT", "MaskedLMHead", "NSPHead"]
 
 # Where a TinyGPT gets its sense of order: nothing, a vector added to each token (sinusoidal, learned), or inside
 # every attention layer (rope: rotated queries and keys; alibi: a penalty on distance added to the scores).
 POSITIONS = ("none", "sinusoidal", "learned", "rope", "alibi")
+# The feed-forward nonlinearities a TinyGPT can use (GPTConfig.activation).
+ACTIVATIONS = ("gelu", "relu", "relu2")
 # The sinusoidal and RoPE tables are computed from their formula up to this many times block_size positions.
 FORMULA_LENGTH_FACTOR = 16
 # The sinusoidal table's entries reach ±1 (RMS 1/√2); this scale gives them RMS 0.02, the size of the learned
@@ -60,6 +64,11 @@ class GPTConfig:
     position: str = "learned"  # one of POSITIONS; configs saved without it are learned
     tie_head: bool = True  # the output layer shares the token embedding's matrix (GPT-2); False gives it its own
     attention_only: bool = False  # blocks without their feed-forward network: only heads write to the stream
+    # The recipe switches of the GPT-2 speedrun records, each off (GPT-2's choice) unless a preset turns it on:
+    activation: str = "gelu"  # the feed-forward's nonlinearity; "relu2" is ReLU(x)², as cheap as ReLU
+    qk_norm: bool = False  # RMS-normalise each head's queries and keys: the scores stay bounded at any learning rate
+    zero_init_proj: bool = False  # the layers that write into the residual stream start at zero: every block
+    # begins as the identity and the model as a bigram table, which lets a larger learning rate start safely
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
@@ -69,7 +78,9 @@ class GPTConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must lie in [0, 1), got {self.dropout!r}")
         check_position("GPTConfig.position", self.position)
-        for name in ("tie_head", "attention_only"):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"GPTConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        for name in ("tie_head", "attention_only", "qk_norm", "zero_init_proj"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"GPTConfig.{name} must be True or False, got {getattr(self, name)!r}")
         if self.position == "sinusoidal" and self.d_model % 2:
@@ -107,9 +118,9 @@ class TinyGPT(nn.Module):
         self.rotary = RotaryEmbedding(c.d_model // c.n_head, max_len=formula_len) if c.position == "rope" else None
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
-            EncoderBlock(c.d_model, c.n_head, 4 * c.d_model, c.dropout, activation="gelu", norm_first=True,
+            EncoderBlock(c.d_model, c.n_head, 4 * c.d_model, c.dropout, activation=c.activation, norm_first=True,
                          bias=c.bias, rotary=self.rotary, alibi=c.position == "alibi",
-                         feed_forward=not c.attention_only)
+                         feed_forward=not c.attention_only, qk_norm=c.qk_norm)
             for _ in range(c.n_layer)
         )
         self.norm = nn.LayerNorm(c.d_model, bias=c.bias)
@@ -117,11 +128,14 @@ class TinyGPT(nn.Module):
         if c.tie_head:
             self.lm_head.weight = self.token_emb.weight  # weight tying: one matrix reads and writes tokens
         self.apply(init_weights)
-        # GPT-2: scale the layers that write into the residual stream by 1/√(2·n_layer).
+        # GPT-2: scale the layers that write into the residual stream by 1/√(2·n_layer) (or start them at zero).
         for block in self.blocks:
             writers = [block.self_attn.out_proj] + ([block.ff.linear2] if block.ff is not None else [])
             for proj in writers:
-                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * c.n_layer))
+                if c.zero_init_proj:
+                    nn.init.zeros_(proj.weight)
+                else:
+                    nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * c.n_layer))
 
     def forward(self, idx: Tensor) -> Tensor:
         if idx.dim() != 2 or idx.dtype != torch.long:
@@ -210,7 +224,8 @@ class MaskedLMHead(nn.Module):
     embedding's weights are left as they are.
     """
 
-    def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, *, layer_norm_eps: float = 1e-12) -> None:
+    def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, *,
+                 layer_norm_eps: float = 1e-12) -> None:
         super().__init__()
         require_positive_int("d_model", d_model)
         require_positive_int("vocab_size", vocab_size)

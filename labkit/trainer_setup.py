@@ -32,6 +32,9 @@ def training_arguments(output_dir: str | os.PathLike, config: TrainConfig, *, lo
                         f"got {type(config).__name__}")
     if config.min_lr != 0:
         raise ValueError(f"Hugging Face's schedules decay to 0, so config.min_lr must be 0, got {config.min_lr}")
+    if config.optimizer != "adamw":
+        raise ValueError(f"Trainer runs fused AdamW; config.optimizer={config.optimizer!r} is for labkit's own loop "
+                         f"(TinyGPT's blocks)")
     device = pick_device()  # Trainer's own choice, unless $LABKIT_DEVICE says "cpu"
     return TrainingArguments(
         output_dir=str(output_dir), max_steps=config.steps, per_device_train_batch_size=config.batch_size,

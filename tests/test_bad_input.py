@@ -179,6 +179,10 @@ CASES: list[Case] = [
     ("a negative time limit", lambda: presets.TrainConfig(time_limit_s=-1), ValueError,
      "time_limit_s must be None"),
     ("gradient clipping at 0", lambda: presets.TrainConfig(grad_clip=0), ValueError, "grad_clip > 0"),
+    ("an unknown optimizer", lambda: presets.TrainConfig(optimizer="sgd"), ValueError,
+     "TrainConfig.optimizer must be one of ('adamw', 'muon'), got 'sgd'"),
+    ("Muon for a model without blocks", lambda: loop.make_optimizer(torch.nn.Linear(2, 2), presets.TrainConfig(
+        optimizer="muon")), ValueError, "Linear has no `blocks`: use optimizer='adamw'"),
     ("a negative step", lambda: loop.lr_at(-5, presets.TrainConfig()), ValueError, "step must be an int >= 0"),
     # checkpoints and files
     ("a missing checkpoint", lambda: checkpoint.load_checkpoint("/nonexistent/run.safetensors"), FileNotFoundError,

@@ -322,6 +322,7 @@ def test_zero_new_tokens_and_a_model_without_parameters():
     assert generate(Uniform(), idx, 4, block_size=4).shape == (1, 6)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cpu_generator_gives_the_same_text_on_the_gpu():
     model = LastTokenLM(torch.randn(6, 6, generator=torch.Generator().manual_seed(0)))

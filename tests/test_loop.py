@@ -1,6 +1,7 @@
 """The one training loop: its schedule and config, what it records, and, for every trainer that checkpoints (the
 tiny GPT, the tiny BERT, the encoder-decoder), the same curve for the same seed, exact resumption after Ctrl-C and
-after kill -9, and the stop before a non-finite loss reaches the weights."""
+after kill -9, the same seed and Ctrl-C again under bf16 autocast, and the stop before a non-finite loss reaches the
+weights."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from labkit.checkpoint import load_checkpoint
 from labkit.corpus import CharCorpus
+from labkit.device import bf16_is_fast
 from labkit.encoder_decoder import EncoderDecoder, EncoderDecoderConfig, train_encoder_decoder
 from labkit.loop import History, _Smoothed, lr_at, run
 from labkit.models import BertConfig, GPTConfig, TinyBERT, TinyGPT
@@ -105,6 +107,17 @@ def test_a_caller_built_optimizer_steps_at_the_schedule_and_a_batch_of_any_shape
     assert stepped_at == [lr_at(s, config) for s in range(4)] == pytest.approx([0.05, 0.1, 0.1, 0.05])
     assert shapes == [((2, 3), (2, 1))] * 4
     assert history.tokens_per_s > 0  # counted from the first tensor of each batch
+
+
+def test_the_time_limit_counts_training_and_leaves_evaluations_out() -> None:
+    model = nn.Linear(3, 1)
+    config = TrainConfig(steps=10_000, batch_size=2, lr=0.01, min_lr=0.0, eval_every=1, time_limit_s=0.3)
+    history = run(model, config, batch=lambda step: torch.ones(2, 3), loss=lambda net, x: net(x).pow(2).mean(),
+                  evaluate=lambda: time.sleep(0.05) or {"val": 0.0}, progress=False)
+    # 0.05 s an evaluation after every step: a wall-clock limit would stop after 6 steps; training steps take ms
+    assert history.step > 20 and history.eval_s >= 0.05 * history.step
+    assert history.elapsed_s - history.eval_s >= 0.3 and history.elapsed_s > history.eval_s
+    assert history.tokens_per_s > 2 * history.step / history.elapsed_s  # throughput of training time only
 
 
 # ----------------------------------------------------------------------------- every trainer that checkpoints
@@ -206,6 +219,27 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_resumed_run_ends_on_the_same_c
     assert resumed.evals.keys() == straight.evals.keys()
     for name, values in straight.evals.items():
         assert resumed.evals[name] == pytest.approx(values, abs=1e-5, nan_ok=True), name
+
+
+@pytest.mark.skipif(not bf16_is_fast("cpu"), reason="bf16 autocast is on only where the CPU multiplies bf16")
+def test_under_bf16_autocast_the_same_seed_repeats_and_a_resumed_run_ends_on_the_same_curve(
+        trainer: Trainer, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = replace(CONFIG, bf16=True)
+    runs = [trainer.fit(trainer.build(0), config) for _ in range(2)]
+    assert runs[0].losses == runs[1].losses and runs[0].evals == runs[1].evals  # bit for bit
+    fp32 = trainer.fit(trainer.build(0), CONFIG)
+    assert fp32.train_loss != runs[0].train_loss  # autocast was on: bf16 rounds differently ...
+    assert runs[0].train_loss[-1] == pytest.approx(fp32.train_loss[-1], abs=0.1)  # ... and learns alike
+    path = tmp_path / "bf16.safetensors"
+
+    def stop_at_10(history: History) -> None:
+        if history.step == 10:
+            raise KeyboardInterrupt
+
+    trainer.fit(trainer.build(0), config, checkpoint=path, on_eval=stop_at_10)
+    resumed = trainer.fit(trainer.build(99), config, checkpoint=path, resume=True)
+    assert resumed.train_loss == pytest.approx(runs[0].train_loss, abs=1e-5)
+    capsys.readouterr()
 
 
 def test_a_non_finite_loss_stops_before_it_reaches_the_weights(trainer: Trainer, tmp_path: Path) -> None:

@@ -50,6 +50,8 @@ def test_training_arguments_refuse_what_hugging_face_cannot_do(tmp_path) -> None
         training_arguments(tmp_path, 10)
     with pytest.raises(ValueError, match=r"Hugging Face's schedules decay to 0, so config.min_lr must be 0, got 0.00"):
         training_arguments(tmp_path, TrainConfig())
+    with pytest.raises(ValueError, match="Trainer runs fused AdamW; config.optimizer='muon' is for labkit's own loop"):
+        training_arguments(tmp_path, replace(finetune_recipe(10), optimizer="muon"))
     with pytest.raises(ValueError, match="seconds must be a positive number"):
         TimeLimit(0)
 
