@@ -2,7 +2,9 @@
 
 Each test opens a notebook, runs all cells, checks that no JavaScript error reached the console, moves widgets
 with the keyboard and the mouse and checks that the figures redraw. Screenshots go to artifacts/browser/. The
-slider → redraw latency is printed (see also benchmarks/attention_view.py).
+attention explorer's slider → redraw latency is printed (see also benchmarks/attention_view.py), measured while
+the kernel is busy: the explorer's canvas redraws in the browser alone. Its JavaScript is also checked on a blank page
+against the explorer's Python (`current_map()` and the rest).
 
 The README's test set-up installs chromium (apt) and Playwright (pip); without them these tests fail, they never
 skip. `LABKIT_CHROMIUM` names another Chromium binary.
@@ -10,6 +12,7 @@ skip. `LABKIT_CHROMIUM` names another Chromium binary.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -24,8 +27,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
+import torch
 from nbformat.v4 import new_code_cell, new_notebook
+
+from labkit.viz.attention_canvas import AttentionCanvas
+from labkit.viz.attention_explorer import AttentionExplorer
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts" / "browser"
@@ -114,6 +122,11 @@ class Notebook:
         self.page.wait_for_selector(KERNEL_IDLE, timeout=60_000)
 
     def run_all(self, timeout_s: float = 60) -> None:
+        self.start_all()
+        self.wait_until_done(timeout_s)
+
+    def start_all(self) -> None:
+        """Send Run All and return once every cell is queued or done."""
         page = self.page
         # A freshly opened notebook can drop a Run All sent while its kernel connects, all of it or only its later
         # cells (seen once in CI: the first cell ran, the second stayed "[ ]"); so wait until every cell is queued
@@ -129,6 +142,10 @@ class Notebook:
             except Exception:
                 if attempt == 2:
                     raise
+
+    def wait_until_done(self, timeout_s: float) -> None:
+        """Wait until every cell has run and the kernel is idle."""
+        page = self.page
         try:
             page.wait_for_function(
                 """() => {
@@ -170,44 +187,66 @@ def write_notebook(folder: Path, name: str, *sources: str) -> str:
     return name
 
 
-def explorer_cells(tokens: int) -> tuple[str, str]:
-    """A notebook that shows the explorer on random attention: 6 layers × 12 heads × `tokens` tokens, all drawn."""
-    return ("import torch\nfrom labkit.viz.attention_explorer import AttentionExplorer",
+EXPLORER_MAP = ".jp-OutputArea .labkit-attention canvas.labkit-attention-map"
+EXPLORER_STATISTICS = ".jp-OutputArea .labkit-attention canvas.labkit-attention-statistics"
+
+
+def explorer_cells(tokens: int) -> tuple[str, str, str]:
+    """A notebook that shows the explorer on random attention (6 layers × 12 heads × `tokens` tokens, all drawn),
+    then keeps the kernel busy until a file named release-`tokens` appears beside it."""
+    return ("import time\nfrom pathlib import Path\n\nimport torch\n"
+            "from labkit.viz.attention_explorer import AttentionExplorer",
             f"torch.manual_seed(0)\nattn = torch.randn(6, 12, {tokens}, {tokens}).softmax(-1)\n"
-            f"explorer = AttentionExplorer(attn, [f'w{{i}}' for i in range({tokens})], max_tokens={tokens})\nexplorer")
+            f"explorer = AttentionExplorer(attn, [f'w{{i}}' for i in range({tokens})], max_tokens={tokens})\nexplorer",
+            f"while not Path('release-{tokens}').exists():\n    time.sleep(0.05)")
 
 
-def heatmap_href(page) -> str:
-    """The picture of the explorer's main heatmap (plotly draws a heatmap as one <image>)."""
-    return page.locator(".js-plotly-plot").first.locator("g.hm image").get_attribute("href")
+def picture(page) -> str:
+    """The explorer's map as the canvas shows it (a PNG data URL)."""
+    return page.locator(EXPLORER_MAP).first.evaluate("canvas => canvas.toDataURL()")
 
 
-def redraw_ms(page, move) -> float:
-    """Milliseconds from just before `move()` until the main heatmap's picture changed, timed in the page."""
-    page.evaluate("""() => {
-        const image = document.querySelector('.js-plotly-plot g.hm image');
+def redraw_ms(page, move) -> tuple[float, float]:
+    """(milliseconds from just before `move()` until the explorer's canvas drew again (it counts its draws in its
+    `data-drawn` attribute), the same from the last key or pointer event the page saw before that draw), timed in
+    the page. The first includes Playwright sending the input; the second is the page's own part."""
+    page.evaluate("""(selector) => {
+        const canvas = document.querySelector(selector);
         window.__labkitRedrawn = null;
+        window.__labkitInput = null;
+        if (!window.__labkitListening) {
+            for (const type of ['keydown', 'pointerdown', 'pointermove', 'mousemove']) {
+                window.addEventListener(type, () => { window.__labkitInput = performance.now(); }, true);
+            }
+            window.__labkitListening = true;
+        }
         new MutationObserver((_, observer) => {
             window.__labkitRedrawn = performance.now();
+            window.__labkitInputBefore = window.__labkitInput;
             observer.disconnect();
-        }).observe(image.parentNode, {subtree: true, attributes: true, childList: true});
+        }).observe(canvas, {attributes: true, attributeFilter: ['data-drawn']});
         window.__labkitStart = performance.now();
-    }""")
+    }""", EXPLORER_MAP)
     move()
     page.wait_for_function("() => window.__labkitRedrawn !== null", timeout=10_000)
-    return page.evaluate("() => window.__labkitRedrawn - window.__labkitStart")
+    return tuple(page.evaluate("""() => [window.__labkitRedrawn - window.__labkitStart,
+                                         window.__labkitRedrawn - window.__labkitInputBefore]"""))
 
 
-@pytest.mark.parametrize("tokens", [64, 128])
+@pytest.mark.parametrize("tokens", [64, 128, 256])
 def test_the_attention_explorer_redraws_when_its_sliders_move(lab, browser, tokens: int) -> None:
+    """Every slider move below happens while the kernel runs a busy loop: the canvas redraws in the browser alone."""
     url, served = lab
     notebook = Notebook(browser, url, write_notebook(served, f"explorer-{tokens}.ipynb", *explorer_cells(tokens)))
-    notebook.run_all()
+    notebook.start_all()
     page = notebook.page
-    page.wait_for_selector(".js-plotly-plot g.hm image", timeout=60_000)
+    page.wait_for_selector(f"{EXPLORER_MAP}[data-drawn]", timeout=60_000)
+    page.wait_for_selector('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="busy"]', timeout=10_000)
     assert not notebook.cell_errors()
     notebook.screenshot(f"explorer-{tokens}-first-draw")
-    first = heatmap_href(page)
+    title = page.locator(".jp-OutputArea .labkit-attention-title").first
+    assert title.text_content() == "layer 0, head 0"
+    first = picture(page)
 
     head = page.locator(".widget-slider", has=page.locator("label", has_text="head")).first
     handle = head.locator(".noUi-handle")
@@ -215,27 +254,171 @@ def test_the_attention_explorer_redraws_when_its_sliders_move(lab, browser, toke
     for _ in range(5):
         handle.focus()
         keyboard.append(redraw_ms(page, lambda: page.keyboard.press("ArrowRight")))
-    assert heatmap_href(page) != first
-    caption = page.locator(".widget-html-content b", has_text="layer").first
-    assert "head 5" in caption.text_content()
+    assert picture(page) != first
+    assert title.text_content() == "layer 0, head 5"
 
     layer = page.locator(".widget-slider", has=page.locator("label", has_text="layer")).first
     box = layer.locator(".noUi-base").bounding_box()
-    before = heatmap_href(page)
+    before = picture(page)
 
-    def drag() -> None:
-        page.mouse.move(box["x"] + 2, box["y"] + box["height"] / 2)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2, steps=5)
-        page.mouse.up()
-
-    mouse = redraw_ms(page, drag)
-    assert heatmap_href(page) != before
-    assert "layer 0" not in caption.text_content()
+    page.mouse.move(box["x"] + 2, box["y"] + box["height"] / 2)  # press on the handle (layer 0): no change yet
+    page.mouse.down()
+    mouse = redraw_ms(page, lambda: page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2,
+                                                    steps=5))
+    page.mouse.up()
+    assert picture(page) != before
+    assert re.fullmatch(r"layer [1-5], head 5", title.text_content()), title.text_content()
+    assert page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="busy"]').count() == 1
     notebook.screenshot(f"explorer-{tokens}-after-sliders")
-    print(f"\nslider → redraw in the browser, 6 layers × 12 heads × {tokens} tokens: keyboard "
-          f"{sorted(keyboard)[len(keyboard) // 2]:.0f} ms (median of {len(keyboard)}), mouse drag {mouse:.0f} ms")
+    (served / f"release-{tokens}").touch()
+    notebook.wait_until_done(timeout_s=60)
+    assert not notebook.cell_errors()
+    press, event = (sorted(times)[len(keyboard) // 2] for times in zip(*keyboard))
+    print(f"\nslider → redraw in the browser, 6 layers × 12 heads × {tokens} tokens: keyboard {press:.0f} ms "
+          f"(median of {len(keyboard)}), mouse drag {mouse[0]:.0f} ms; from the input event in the page: keyboard "
+          f"{event:.0f} ms, mouse {mouse[1]:.0f} ms")
     assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"
+
+
+# ---------------------------------------------- the canvas's JavaScript against the explorer's Python, on a blank page
+
+STEP = 1 / 255  # one quantisation step of the bytes the canvas is sent
+CANVAS_JS = ROOT / "labkit" / "viz" / "attention_canvas.js"
+
+
+@pytest.fixture(scope="module")
+def canvas_page(browser):
+    """A blank page with the canvas's module loaded, its functions on `window.labkitCanvas`."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_content("<!doctype html><html><body></body></html>")
+    page.add_script_tag(type="module", content=CANVAS_JS.read_text() + (
+        "\nwindow.labkitCanvas = {mapOf, layerMapsOf, statisticsOf, titleOf, render};"))
+    page.wait_for_function("() => window.labkitCanvas !== undefined", timeout=10_000)
+    yield page
+    page.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def canvas_state(explorer: AttentionExplorer) -> tuple[dict, list[str]]:
+    """The canvas's traits as its model holds them in the browser, bytes as base64 (decoded in the page), and the
+    names of the bytes."""
+    state = {name: getattr(explorer.canvas, name) for name in AttentionCanvas.class_own_traits(sync=True)}
+    binary = [name for name, value in state.items() if isinstance(value, bytes)]
+    return {name: base64.b64encode(value).decode() if name in binary else value
+            for name, value in state.items()}, binary
+
+
+DECODE = """
+    for (const name of binary) state[name] = Uint8Array.from(atob(state[name]), (c) => c.charCodeAt(0));"""
+SLICE = """([state, binary]) => {""" + DECODE + """
+    const canvas = window.labkitCanvas;
+    const map = canvas.mapOf(state);
+    const layer = canvas.layerMapsOf(state);
+    return {error: map.error, queries: map.queries, keys: map.keys, values: map.values && Array.from(map.values),
+            title: map.error ? null : canvas.titleOf(state, map.diverging),
+            layer: layer && layer.maps.map((values) => Array.from(values)),
+            statistics: Array.from(canvas.statisticsOf(state).values)};
+}"""
+
+
+def check_slices(page, explorer: AttentionExplorer) -> None:
+    """The canvas's JavaScript, given the explorer's bytes and controls, draws what the explorer's Python says."""
+    got = page.evaluate(SLICE, [*canvas_state(explorer)])
+    values, queries, keys = explorer.current_map()
+    assert got["error"] is None and (got["queries"], got["keys"]) == (queries, keys)
+    np.testing.assert_allclose(np.reshape(got["values"], values.shape), values.numpy(), atol=STEP + 1e-6)
+    assert got["title"] == explorer.shown_title
+    np.testing.assert_allclose(np.reshape(got["layer"], explorer.layer_maps().shape), explorer.layer_maps().numpy(),
+                               atol=STEP + 1e-6)
+    np.testing.assert_allclose(np.reshape(got["statistics"], (explorer.n_layers, explorer.n_heads)),
+                               explorer.statistics()[explorer.statistic.value].numpy(), atol=1e-5)
+
+
+def softmaxed(*shape: int, seed: int) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return (3 * torch.randn(*shape)).softmax(-1)
+
+
+def test_the_canvas_slices_its_bytes_as_the_explorer_says(canvas_page) -> None:
+    tokens = [f"t{i}" for i in range(10)]
+    run = {"step 0": softmaxed(2, 3, 10, 10, seed=0), "step 5": softmaxed(2, 3, 10, 10, seed=1)}
+    explorer = AttentionExplorer(run, tokens, reference=softmaxed(2, 3, 10, 10, seed=2), max_tokens=6,
+                                 title="probe")
+    check_slices(canvas_page, explorer)
+    for control, value in ((explorer.layer, 1), (explorer.head, 2), (explorer.start, 3), (explorer.queries, (4, 1)),
+                           (explorer.queries, (0, 9)), (explorer.checkpoint, "step 5"),
+                           (explorer.statistic, "distance"), (explorer.difference, True)):
+        control.value = value
+        check_slices(canvas_page, explorer)
+        for how in ("mean", "max", "rollout", "one head"):
+            explorer.combine.value = how
+            check_slices(canvas_page, explorer)
+    explorer.head.max = 5
+    explorer.head.value = 4
+    got = canvas_page.evaluate(SLICE, [*canvas_state(explorer)])
+    assert got["error"] == "head 4 is out of range: this model has 3 heads, numbered 0..2"
+
+
+def test_the_canvas_slices_cross_attention_as_the_explorer_says(canvas_page) -> None:
+    cross = softmaxed(2, 3, 5, 4, seed=3)
+    explorer = AttentionExplorer(cross, list("abcde"), key_tokens=list("wxyz"), reference=cross.flip(-1),
+                                 max_tokens=5)
+    for control, value in ((explorer.layer, 1), (explorer.head, 1), (explorer.queries, (3, 0)),
+                           (explorer.difference, True), (explorer.statistic, "share on punctuation")):
+        control.value = value
+        for how in ("mean", "max", "one head"):
+            explorer.combine.value = how
+            check_slices(canvas_page, explorer)
+
+
+RENDER = """([state, binary, point]) => {""" + DECODE + """
+    const el = document.createElement('div');
+    document.body.replaceChildren(el);
+    window.labkitCanvas.render({model: {get: (name) => state[name], on() {}, off() {}}, el});
+    const canvas = el.querySelector('canvas.labkit-attention-map');
+    const plot = canvas.plot;
+    const box = canvas.getBoundingClientRect();
+    const at = ([row, column]) => [plot.left + (column + 0.5) * plot.width / plot.nCols,
+                                   plot.top + (row + 0.5) * plot.height / plot.nRows];
+    const [x, y] = at(point);
+    canvas.dispatchEvent(new MouseEvent('mousemove', {clientX: box.left + x, clientY: box.top + y}));
+    const ratio = canvas.width / box.width;
+    const pixel = ([row, column]) => {
+        const [px, py] = at([row, column]);
+        const data = canvas.getContext('2d').getImageData(Math.round(px * ratio), Math.round(py * ratio), 1, 1).data;
+        return Array.from(data);
+    };
+    return {drawn: canvas.dataset.drawn, title: el.querySelector('.labkit-attention-title').textContent,
+            readout: el.querySelector('.labkit-attention-readout').textContent,
+            statistics: el.querySelector('.labkit-attention-statistics-title').textContent,
+            grid: [el.querySelector('.labkit-attention-grid-title').textContent,
+                   el.querySelectorAll('.labkit-attention-grid canvas').length],
+            pixels: [[0, 0], [0, 1], [1, 0], [1, 1]].map(pixel)};
+}"""
+
+
+def test_the_canvas_draws_colours_labels_and_a_readout(canvas_page) -> None:
+    """A 2-token map [[1, 0], [0.5, 0.5]]: darkest blue at 1, palest at 0; minus a reference of 0.5s it is red,
+    blue and white (symmetric around 0); the readout names the cell under the pointer."""
+    attn = torch.tensor([[1.0, 0.0], [0.5, 0.5]])[None, None]
+    explorer = AttentionExplorer(attn, ["cat", "sat"], reference=torch.full_like(attn, 0.5), title="tiny")
+    got = canvas_page.evaluate(RENDER, [*canvas_state(explorer), [1, 0]])
+    assert got["drawn"] == "1" and got["title"] == "tiny: layer 0, head 0"
+    assert got["readout"] == "query 1 (sat) → key 0 (cat): 0.502"  # 0.5 sent as the byte 128
+    assert got["statistics"] == "entropy of every head" and got["grid"] == ["", 0]
+    darkest, palest = [8, 48, 107, 255], [247, 251, 255, 255]
+    assert got["pixels"][0] == darkest and got["pixels"][1] == palest
+    assert got["pixels"][2] == got["pixels"][3] and got["pixels"][2] not in (darkest, palest)
+    explorer.difference.value = explorer.grid_button.value = True
+    got = canvas_page.evaluate(RENDER, [*canvas_state(explorer), [0, 0]])
+    assert got["grid"] == ["layer 0: all 1 heads", 1]
+    assert got["title"] == "tiny: layer 0, head 0 minus the reference"
+    assert got["readout"] == "query 0 (cat) → key 0 (cat): 0.498"  # (255 - 128) / 255
+    assert got["statistics"] == "entropy of every head (change from the reference)"
+    red, blue, white = got["pixels"][0], got["pixels"][1], got["pixels"][2]
+    assert red[0] > red[2] and blue[2] > blue[0] and white == [247, 247, 247, 255] == got["pixels"][3]
 
 
 BERTVIZ_CELLS = (
@@ -274,8 +457,10 @@ def test_notebook_08_runs_in_the_browser_with_every_view_drawn(lab, browser) -> 
     assert views.count() == 3
     for i in range(3):
         views.nth(i).locator("svg").first.wait_for(timeout=20_000)
-    explorers = page.locator(".jp-OutputArea .js-plotly-plot g.hm image")
-    assert explorers.count() >= 6  # three explorers, each a heatmap and a statistics heatmap
+    for selector in (EXPLORER_MAP, EXPLORER_STATISTICS):  # three explorers, each drew its map and statistics
+        page.wait_for_function("([s]) => [...document.querySelectorAll(s)].filter(c => c.dataset.drawn).length === 3",
+                               arg=[selector], timeout=20_000)
+    assert page.locator(".jp-OutputArea .labkit-attention-title", has_text="fine-tuned: layer").count() == 1
     notebook.screenshot("notebook-08")
     assert not notebook.cell_errors()
     assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"
@@ -285,8 +470,10 @@ def test_notebook_11_runs_in_the_browser_and_its_heads_can_be_ticked(lab, browse
     notebook = run_lab_notebook(lab, browser, "11-circuits.ipynb", timeout_s=600)
     page = notebook.page
     heatmaps = page.locator(".jp-OutputArea .js-plotly-plot g.hm image")
-    # the logit lens grid, two ablation maps, the explorer's map and statistics, two patching maps
-    assert heatmaps.count() >= 7
+    assert heatmaps.count() >= 5  # the logit lens grid, two ablation maps, two patching maps
+    page.locator(f"{EXPLORER_MAP}[data-drawn]").wait_for(timeout=20_000)  # the explorer's map and statistics
+    page.locator(f"{EXPLORER_STATISTICS}[data-drawn]").wait_for(timeout=20_000)
+    assert page.locator(".jp-OutputArea .labkit-attention-title").first.text_content().startswith("induction: ")
     assert page.locator(".jp-OutputArea .widget-html-content", has_text="top 3 guesses at position").count() == 1
     loss = page.locator(".widget-html-content", has_text="heads ablated").first
     assert "none" in loss.text_content()
@@ -330,5 +517,26 @@ def test_notebook_00_draws_a_slider_whose_label_and_figure_follow_it(lab, browse
             && bars[7].style.fill !== bars[8].style.fill;
     }""", timeout=10_000)
     notebook.screenshot("notebook-00")
+    assert not notebook.cell_errors()
+    assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"
+
+
+def test_notebook_12_runs_in_the_browser_and_a_race_runs_from_its_button(lab, browser) -> None:
+    notebook = run_lab_notebook(lab, browser, "12-speedrun.ipynb", timeout_s=600)
+    page = notebook.page
+    table = page.locator(".widget-html-content", has_text="seconds to val").first
+    table.wait_for(timeout=20_000)
+    assert "Welch's t" in table.text_content() or "no test" in table.text_content()
+    page.locator(".widget-checkbox", has_text="+ muon").first.locator("input").uncheck()
+    page.locator(".widget-checkbox", has_text="+ rope").first.locator("input").check()
+    page.get_by_role("button", name="Race").click()
+    racing = "racing plain recipe against + rope, + short warm-up"  # the switches in their table's order
+    page.locator(".widget-html-content", has_text=racing).first.wait_for(timeout=20_000)
+    page.wait_for_function("""() => { const b = [...document.querySelectorAll('button')]
+                                        .find(b => b.textContent.includes('Race'));
+                                      return b && !b.disabled; }""", timeout=120_000)
+    traces = page.locator(".jp-OutputArea .js-plotly-plot").last.locator("g.scatterlayer g.trace")
+    assert traces.count() == 4  # two arms × two seeds (fast mode), one line each
+    notebook.screenshot("notebook-12")
     assert not notebook.cell_errors()
     assert not notebook.errors, f"JavaScript errors in the console: {notebook.errors}"

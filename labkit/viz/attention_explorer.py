@@ -2,18 +2,21 @@
 
 `AttentionExplorer` takes one example's attention (layers, heads, seq, seq) and its tokens, or an encoder–decoder's
 cross-attention (layers, heads, tgt, src) with the target's tokens and the source's as `key_tokens` (target tokens
-down the side, source tokens along the top). It keeps the whole tensor in the kernel and sends the browser only
-what is drawn, rounded: one (queries, keys) map for the heatmap, one layer's heads for the grid, a (layers, heads)
-table for the statistics. So the payload follows what is on screen (tens of kB at 64 tokens), not the size of the
-model (bertviz writes all of it: megabytes).
+down the side, source tokens along the top). It sends the browser the whole attention of a checkpoint once, as one
+byte per weight (`labkit.viz.attention_canvas`: 1.3 MB in all at 6 layers × 12 heads × 128 tokens, where bertviz's
+views write 50 MB; benchmarks/attention_view.py), and the browser slices and draws it on a canvas itself: moving a
+slider redraws in a few milliseconds, with no round trip through the kernel. Only a checkpoint change goes through
+the kernel (that checkpoint's bytes).
 
 Controls: layer and head sliders; how to combine heads ("one head", "mean", "max" or "rollout"); which query tokens
 to show (several at once, none = all); a difference to a reference attention (e.g. before fine-tuning); a slider over
-checkpoints of a training run; a window over sequences longer than `max_tokens`; export of the heatmap to a
-self-contained HTML file, a PNG or an SVG (by the name's ending). As in the other views, setting a
-control from Python (`explorer.layer.value = 3`) redraws through plain methods, so tests need no browser, and bad
-input is shown in `message`, never raised. Cross-attention is drawn whole (no window), its heads combine by mean or
-max (rollout chains self-attention maps), and its statistics are `CROSS_STATISTICS` (no distance, no [CLS] / [SEP]).
+checkpoints of a training run; a window over sequences longer than `max_tokens`; the statistics of every head; all
+heads of a layer side by side; export of the map to a self-contained HTML file, a PNG or an SVG (by the name's
+ending). The controls are ipywidgets linked to the canvas in the browser; setting one from Python
+(`explorer.layer.value = 3`) reaches the canvas too, and `current_map()`, `layer_maps()` and `statistics()` say in
+Python what it draws, so tests need no browser. Bad input to a control is shown in `message`, never raised.
+Cross-attention is drawn whole (no window), its heads combine by mean or max (rollout chains self-attention maps), and
+its statistics are `CROSS_STATISTICS` (no distance, no [CLS] / [SEP]).
 """
 
 from __future__ import annotations
@@ -23,38 +26,41 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import ipywidgets as widgets
-import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+import torch
 from torch import Tensor
 
 from labkit.attention_stats import (AGGREGATIONS, CROSS_AGGREGATIONS, CROSS_STATISTICS, STATISTICS,
                                     aggregate_heads, check_index, head_statistics, stack_attentions)
 from labkit.validate import require_positive_int
-from labkit.viz.figures import IMAGE_FORMATS, save_image
-from labkit.viz.view import WidgetView, error_html
+from labkit.viz.attention_canvas import AttentionCanvas
+from labkit.viz.figures import IMAGE_FORMATS, heatmap, save_image
+from labkit.viz.view import WidgetView, error_html, link_in_browser
 
 __all__ = ["AttentionExplorer"]
 
 ONE_HEAD = "one head"
 
 
-def _rounded(values: Tensor, decimals: int) -> np.ndarray:
-    """A tensor as a float32 array rounded to `decimals`: what goes to the browser. A FigureWidget sends arrays as
-    binary buffers, which the browser reads about 30 ms faster than the same numbers as JSON lists (6×12×64)."""
-    return np.round(values.numpy().astype(np.float32), decimals)
+def _check_weights(name: str, attn: Tensor) -> Tensor:
+    """`attn` if every value is an attention weight in [0, 1] (up to float rounding), else a ValueError."""
+    low, high = float(attn.min()), float(attn.max())
+    if not (low >= -1e-3 and high <= 1 + 1e-3):  # also false for NaN
+        raise ValueError(f"{name} must be attention weights in [0, 1] (rows of a softmax), got values from {low:.4g} "
+                         f"to {high:.4g}")
+    return attn
 
 
 class AttentionExplorer(WidgetView):
     """Every head of one example's attention, on demand.
 
-    attentions: a model's `outputs.attentions` or a stacked (layers, heads, seq, seq) tensor; or, for a training
-        run, a mapping {checkpoint name: attentions}, shown with a `checkpoint` slider (all the same shape).
+    attentions: a model's `outputs.attentions` or a stacked (layers, heads, seq, seq) tensor of weights in [0, 1]; or,
+        for a training run, a mapping {checkpoint name: attentions}, shown with a `checkpoint` slider (all the same
+        shape).
     tokens: the example's tokens (special tokens included), one per position; for cross-attention, the target's.
     key_tokens: for cross-attention only, the source's tokens (the keys), one per source position.
     reference: attention of the same shape to subtract when `difference` is ticked (before vs after fine-tuning).
     max_tokens: the most positions drawn at once; a longer sequence gets a `start` slider over windows of this size.
-    decimals: rounding of the values sent to the browser.
+    decimals: digits of the values in the readout and on the colour scales.
     """
 
     def __init__(self, attentions: Sequence[Tensor] | Tensor | Mapping[str, Sequence[Tensor] | Tensor],
@@ -67,12 +73,15 @@ class AttentionExplorer(WidgetView):
         if not runs:
             raise ValueError("attentions is an empty mapping: give at least one checkpoint's attentions")
         self.cross = key_tokens is not None
-        self.runs = {name: stack_attentions(a, tokens, key_tokens=key_tokens) for name, a in runs.items()}
+        self.runs = {name: _check_weights("attentions" + (f"[{name!r}]" if name else ""),
+                                          stack_attentions(a, tokens, key_tokens=key_tokens))
+                     for name, a in runs.items()}
         shapes = {tuple(a.shape) for a in self.runs.values()}
         if len(shapes) != 1:
             raise ValueError(f"every checkpoint's attention must have the same shape, got {sorted(shapes)}")
         shape = next(iter(shapes))
-        self.reference = None if reference is None else stack_attentions(reference, tokens, key_tokens=key_tokens)
+        self.reference = None if reference is None else _check_weights(
+            "reference", stack_attentions(reference, tokens, key_tokens=key_tokens))
         if self.reference is not None and self.reference.shape != shape:
             raise ValueError(f"reference has shape {tuple(self.reference.shape)}, the attention "
                              f"{shape}: compare the same model on the same tokens")
@@ -80,7 +89,7 @@ class AttentionExplorer(WidgetView):
         if self.cross and max(seq, n_keys) > max_tokens:
             raise ValueError(f"cross-attention is drawn whole, but this map is {seq} × {n_keys}, more than "
                              f"max_tokens={max_tokens}: pass a larger max_tokens")
-        self.tokens, self.decimals, self.max_tokens, self.title = list(tokens), decimals, max_tokens, title
+        self.tokens, self.max_tokens, self.title = list(tokens), max_tokens, title
         self.key_tokens = list(key_tokens) if self.cross else self.tokens
         self.n_layers, self.n_heads, self.seq, self.n_keys = layers, heads, seq, n_keys
 
@@ -105,38 +114,54 @@ class AttentionExplorer(WidgetView):
         self.path = widgets.Text(value="attention.html", description="export to", style=wide)
         self.export_button = widgets.Button(description="Export", icon="download")
         self.message = widgets.HTML()
-        self.caption = widgets.HTML()
-        self.shown_title = ""  # the heatmap's title, kept out of plotly (see redraw); also the export's title
+        self.caption = widgets.HTML()  # the title line, for Python; the canvas draws the same line in the browser
+        self.shown_title = ""  # the same, as text: the export's title
 
-        self.figure = go.FigureWidget(go.Heatmap(colorscale="Blues", zmin=0, zmax=1, x=[], y=[],
-                                                 hovertemplate="query %{y} → key %{x}: %{z}<extra></extra>"))
-        self.figure.update_yaxes(autorange="reversed", title="target token (query)" if self.cross else "query")
-        self.figure.update_xaxes(title="source token (key)" if self.cross else "key", tickangle=-60)
-        self.figure.update_layout(height=500, margin=dict(l=90, r=20, t=20, b=90))
-        self.stats_figure = go.FigureWidget(go.Heatmap(colorscale="Viridis",
-                                                       hovertemplate="layer %{y}, head %{x}: %{z}<extra></extra>"))
-        self.stats_figure.update_layout(height=300, margin=dict(l=60, r=20, t=50, b=50),
-                                        xaxis=dict(title="head", dtick=1), yaxis=dict(title="layer", dtick=1))
-        self.grid = widgets.Output()
+        self.canvas = AttentionCanvas(tokens=self.tokens, key_tokens=self.key_tokens, cross=self.cross,
+                                      combinations=list(self.combine.options),
+                                      statistic_names=list(self.statistic.options), window=max_tokens, title=title,
+                                      decimals=decimals)
+        self._reference_statistics = None
+        if self.reference is not None:
+            self.canvas.load_reference(self.reference, self._rollout(self.reference))
+            self._reference_statistics = self._statistics_of(self.reference)
+        self.load_checkpoint()
+        self.links = [link_in_browser((control, name), (self.canvas, trait)) for control, name, trait in (
+            (self.layer, "value", "layer"), (self.head, "value", "head"), (self.combine, "index", "combine"),
+            (self.queries, "index", "queries"), (self.start, "value", "start"),
+            (self.difference, "value", "difference"), (self.statistic, "index", "statistic"),
+            (self.grid_button, "value", "grid"))]
 
+        self.checkpoint.observe(lambda _: self.load_checkpoint(), names="value")
         for control in (self.checkpoint, self.layer, self.head, self.combine, self.queries, self.difference,
                         self.start):
             control.observe(lambda _: self.redraw(), names="value")
-        for control in (self.checkpoint, self.difference, self.statistic):
-            control.observe(lambda _: self.draw_statistics(), names="value")
-        self.grid_button.observe(lambda _: self.draw_grid(), names="value")
         self.export_button.on_click(lambda _: self.export(self.path.value))
         self.view = widgets.VBox([
             widgets.HBox([widgets.VBox([self.checkpoint, self.layer, self.head, self.combine, self.difference,
                                         self.start]), self.queries]),
-            self.message, self.caption, self.figure,
             widgets.HBox([self.statistic, self.grid_button, self.path, self.export_button]),
-            self.stats_figure, self.grid,
+            self.message, self.canvas,
         ])
         self.redraw()
-        self.draw_statistics()
 
     # ------------------------------------------------------------------------------------------- what is drawn
+
+    def _rollout(self, attn: Tensor) -> Tensor | None:
+        """(layers, seq, seq): rollout up to each layer, for the canvas; None for cross-attention (not offered)."""
+        return None if self.cross else aggregate_heads(attn, "rollout")
+
+    def _statistics_of(self, attn: Tensor) -> Tensor:
+        """(statistics, layers, heads): every statistic the `statistic` control offers, in its order."""
+        stats = head_statistics(attn, self.key_tokens, cross=self.cross)
+        return torch.stack([stats[name] for name in self.statistic.options])
+
+    def load_checkpoint(self) -> None:
+        """Send the chosen checkpoint's attention, rollout and statistics to the canvas (the one kernel round trip)."""
+        attn = self.runs[self.checkpoint.value]
+        stats = self._statistics_of(attn)
+        change = None if self._reference_statistics is None else stats - self._reference_statistics
+        self.canvas.load(attn, self._rollout(attn), stats, change, self.checkpoint.value if len(self.runs) > 1 else "")
 
     def _subtracting(self) -> bool:
         """Whether the view shows the difference to the reference (ticked, and there is one)."""
@@ -155,7 +180,8 @@ class AttentionExplorer(WidgetView):
         return shown, shown
 
     def current_map(self) -> tuple[Tensor, list[int], list[int]]:
-        """(the map drawn (queries, keys), query positions, key positions) for the current controls."""
+        """(the map drawn (queries, keys), query positions, key positions) for the current controls. The canvas
+        draws the same map from the bytes it was sent: within 1/255 of these values."""
         rows, keys = self._windows()
         queries = [q for q in self.queries.value if q in rows] or rows
         layer = check_index("layer", self.layer.value, self.n_layers)
@@ -167,11 +193,19 @@ class AttentionExplorer(WidgetView):
                 full = full - aggregate_heads(self.reference, self.combine.value)[layer]
         return full[queries][:, keys], queries, keys
 
+    def layer_maps(self) -> Tensor:
+        """(heads, queries, keys): every head of the current layer in the current window, minus the reference when
+        asked: what the grid ("all heads of this layer") draws."""
+        rows, keys = self._windows()
+        layer = check_index("layer", self.layer.value, self.n_layers)
+        return self._attention()[layer][:, rows][:, :, keys]
+
     def redraw(self) -> None:
-        """Draw the heatmap for the current controls (and the grid, if it is open)."""
+        """The kernel's part of a redraw (the canvas draws the map itself, in the browser): the notes in `message`,
+        the title line in `caption`, and the head slider off while heads are combined."""
         self.head.disabled = self.combine.value != ONE_HEAD
         try:
-            values, queries, keys = self.current_map()
+            _, queries, keys = self.current_map()
         except (IndexError, ValueError) as error:
             self.message.value = error_html(error)
             return
@@ -183,26 +217,11 @@ class AttentionExplorer(WidgetView):
         if dropped:
             notes.append(f"queries {dropped} are outside the window")
         self.message.value = "<br>".join(html.escape(n, quote=False) for n in notes)
-        diverging = self._subtracting()
-        limit = max(float(values.abs().max()), 1e-6) if diverging else 1.0
         which = f"head {self.head.value}" if self.combine.value == ONE_HEAD else f"{self.combine.value} of heads"
         run = f"{self.checkpoint.value}, " if len(self.runs) > 1 else ""
         self.shown_title = (f"{self.title + ': ' if self.title else ''}{run}layer {self.layer.value}, {which}"
-                            f"{' minus the reference' if diverging else ''}")
-        heat = self.figure.data[0]
-        with self.figure.batch_update():  # only what changed goes to the browser
-            heat.z = _rounded(values, self.decimals)
-            if tuple(heat.x or ()) != tuple(keys) or tuple(heat.y or ()) != tuple(queries):
-                heat.x, heat.y = keys, queries
-                self.figure.layout.xaxis.update(tickvals=keys, ticktext=[self.key_tokens[k] for k in keys])
-                self.figure.layout.yaxis.update(tickvals=queries, ticktext=[self.tokens[q] for q in queries])
-            if diverging or heat.zmin != 0:  # a difference map, or back from one
-                heat.colorscale = "RdBu_r" if diverging else "Blues"
-                heat.zmin, heat.zmax = (-limit, limit) if diverging else (0, 1)
-        # the title lives outside the figure: a new plotly title re-lays out the whole plot (about 40 ms)
+                            f"{' minus the reference' if self._subtracting() else ''}")
         self.caption.value = f"<b>{html.escape(self.shown_title)}</b>"
-        if self.grid_button.value:
-            self.draw_grid()
 
     def statistics(self) -> dict[str, Tensor]:
         """`head_statistics` of the shown attention, each (layers, heads); with the reference ticked, the change."""
@@ -212,61 +231,30 @@ class AttentionExplorer(WidgetView):
             stats = {name: value - before[name] for name, value in stats.items()}
         return stats
 
-    def draw_statistics(self) -> None:
-        values = self.statistics()[self.statistic.value]
-        with self.stats_figure.batch_update():
-            heat = self.stats_figure.data[0]
-            heat.z = _rounded(values, self.decimals)
-            heat.x, heat.y = list(range(self.n_heads)), list(range(self.n_layers))
-            change = " (change from the reference)" if self._subtracting() else ""
-            self.stats_figure.layout.title = f"{self.statistic.value} of every head{change}"
-
-    def grid_figure(self) -> go.Figure:
-        """Every head of the current layer, side by side, in the current window."""
-        rows, keys = self._windows()
-        attn = self._attention()[self.layer.value][:, rows][:, :, keys]  # (heads, queries, keys)
-        cols = min(self.n_heads, 6)
-        rows = -(-self.n_heads // cols)
-        fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"head {h}" for h in range(self.n_heads)],
-                            horizontal_spacing=0.02, vertical_spacing=0.08)
-        diverging = self._subtracting()
-        limit = max(float(attn.abs().max()), 1e-6) if diverging else 1.0
-        for h in range(self.n_heads):
-            fig.add_trace(go.Heatmap(z=_rounded(attn[h], self.decimals), colorscale="RdBu_r" if diverging else
-                                     "Blues", zmin=-limit if diverging else 0, zmax=limit, showscale=False,
-                                     hovertemplate=f"head {h}: query %{{y}} → key %{{x}}: %{{z}}<extra></extra>"),
-                          row=h // cols + 1, col=h % cols + 1)
-        fig.update_xaxes(showticklabels=False)
-        fig.update_yaxes(showticklabels=False, autorange="reversed")
-        fig.update_layout(title=f"layer {self.layer.value}: all {self.n_heads} heads", height=180 * rows + 60,
-                          margin=dict(l=20, r=20, t=70, b=20))
-        return fig
-
-    def draw_grid(self) -> None:
-        self.grid.clear_output()
-        if self.grid_button.value:
-            with self.grid:
-                self.grid_figure().show()
-
     # ------------------------------------------------------------------------------------------------- export
 
     def export(self, path: str | Path) -> Path | None:
-        """Write the heatmap as it is now to `path`: an .html file that holds plotly.js and opens offline, or a .png
-        or .svg image (`labkit.viz.figures.save_image`, kaleido). Returns the path; bad input is shown in `message`
-        and returns None."""
+        """Write the map as it is now to `path`: an .html file that holds plotly.js and opens offline, or a .png or
+        .svg image (`labkit.viz.figures.save_image`, kaleido). Returns the path; bad input is shown in `message` and
+        returns None."""
         path = Path(path)
         try:
             suffix = path.suffix.lower()
             if suffix not in (".html", *IMAGE_FORMATS):
                 raise ValueError(f"export to {path.name!r}: the file must end in .html, "
                                  f"{' or '.join(IMAGE_FORMATS)}")
-            figure = go.Figure(self.figure)
-            figure.update_layout(title=self.shown_title, margin_t=60)
+            values, queries, keys = self.current_map()
+            limit = max(float(values.abs().max()), 1e-6) if self._subtracting() else 1.0
+            figure = heatmap(values, [self.key_tokens[k] for k in keys], [self.tokens[q] for q in queries],
+                             title=self.shown_title, x_title="source token (key)" if self.cross else "key",
+                             y_title="target token (query)" if self.cross else "query",
+                             colorscale="RdBu_r" if self._subtracting() else "Blues",
+                             zmin=-limit if self._subtracting() else 0, zmax=limit, height=500)
             if suffix == ".html":
                 figure.write_html(path, include_plotlyjs=True, full_html=True)
             else:
                 save_image(figure, path)
-        except (ValueError, OSError) as error:
+        except (ValueError, IndexError, OSError) as error:
             self.message.value = error_html(error)
             return None
         self.message.value = f"exported to {html.escape(str(path.resolve()), quote=False)}"

@@ -1,15 +1,17 @@
 """The base of the lab's interactive views: a view holds its widgets in `self.view` and displays as them; a text-box
-view runs a model on the sentence typed in its box."""
+view runs a model on the sentence typed in its box. `link_in_browser` ties a control to a widget that draws in the
+browser without a round trip through the kernel; `sent_bytes` says what widgets cost on the wire."""
 
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
 
-__all__ = ["WidgetView", "TextBoxView", "error_html", "probability_bars"]
+__all__ = ["WidgetView", "TextBoxView", "error_html", "probability_bars", "link_in_browser", "sent_bytes"]
 
 
 def error_html(error: Exception) -> str:
@@ -66,3 +68,52 @@ def probability_bars(height: int, left_margin: int, best_first: bool = False) ->
     if best_first:
         figure.update_layout(yaxis=dict(autorange="reversed"))
     return figure
+
+
+def link_in_browser(source: tuple[widgets.Widget, str], target: tuple[widgets.Widget, str]) -> widgets.Widget:
+    """Copy the trait `source` = (widget, name) to `target` as it changes: in the browser by `ipywidgets.jsdlink`, with
+    no round trip through the kernel, and in the kernel when Python sets it, so the view works (and is tested)
+    without a browser. A change made in the browser is not copied again by the kernel: the browser's link has set
+    the target there already (and syncs it back), and a late copy from the kernel could undo a newer value. Returns
+    the browser's link."""
+    (widget, name), (other, trait) = source, target
+    link = widgets.jsdlink(source, target)
+
+    def copy(change: dict[str, Any]) -> None:
+        if name not in widget._property_lock:  # ipywidgets locks the names it is setting from a browser message
+            setattr(other, trait, change["new"])
+
+    setattr(other, trait, getattr(widget, name))
+    widget.observe(copy, names=name)
+    return link
+
+
+def _held_widgets(value: Any) -> list[widgets.Widget]:
+    if isinstance(value, widgets.Widget):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [w for item in value for w in _held_widgets(item)]
+    if isinstance(value, dict):
+        return [w for item in value.values() for w in _held_widgets(item)]
+    return []
+
+
+def sent_bytes(*roots: widgets.Widget) -> int:
+    """The bytes the widgets `roots`, and every widget they hold (children, layouts, styles, links' ends), send to
+    the browser when they open: each one's state as JSON plus its binary buffers, counted once."""
+    total, seen, todo = 0, set(), list(roots)
+    while todo:
+        widget = todo.pop()
+        if widget.model_id in seen:
+            continue
+        seen.add(widget.model_id)
+        buffers: list[int] = []
+
+        def buffer(value: Any) -> None:
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(f"{type(widget).__name__}.get_state() holds a {type(value).__name__}: not JSON")
+            buffers.append(memoryview(value).nbytes)  # sent as a binary buffer, a null in the JSON
+
+        total += len(json.dumps(widget.get_state(), default=buffer).encode()) + sum(buffers)
+        todo += [held for name in widget.keys for held in _held_widgets(getattr(widget, name))]
+    return total
