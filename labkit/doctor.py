@@ -390,8 +390,10 @@ def _cpu_minutes(family: str) -> float:
 # the sentiment model, the NER tagger twice (plain and with word shapes) and the multi-task model, and its
 # evaluations on the dev sets take about 3 minutes more; notebook 08 trains 300 sentiment steps; notebook 10 five
 # workbench models; notebook 11 two attention-only models and its patching sweeps (under a second); notebook 12
-# seven runs of at most 45 s of training, plus their evaluations. Notebooks 07
-# and 11 train notebook 04's model only when its checkpoint is missing (5 min more).
+# seven runs of at most 45 s of training, plus their evaluations; notebook 13 trains the sentiment preset once more
+# through plain `Trainer` and evaluates on both dev sets (about a minute). Notebooks 07, 11 and 13 train notebook 04's
+# model only when its checkpoint is missing (5 min more), and notebook 13 notebook 05's and 06's models likewise
+# (about 12 min more).
 NOTEBOOK_TIMES: tuple[NotebookTime, ...] = (
     NotebookTime("00-environment-check", 8),
     NotebookTime("01-attention-step-by-step", 4),
@@ -407,6 +409,7 @@ NOTEBOOK_TIMES: tuple[NotebookTime, ...] = (
     NotebookTime("10-positional-workbench", 10, 5 * 60 * _cpu_minutes("positional_workbench")),
     NotebookTime("11-circuits", 12, 2 * 60 * _cpu_minutes("induction") + 60),
     NotebookTime("12-speedrun", 15, 7 * 45 + 60),
+    NotebookTime("13-your-models-everywhere", 35, 60 * _cpu_minutes("sentiment") + 60),
 )
 
 

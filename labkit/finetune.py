@@ -6,6 +6,8 @@
 - `predict_sentence` / `predict_entities` run a model on a sentence the learner types; `score_dataset` on an
   encoded data set. A model gets the inputs its forward names, as Hugging Face `Trainer` does with a data set's
   columns: the word shapes reach a `labkit.word_shape.ShapeAwareTagger` and no other model.
+- `load_or_finetune` gives notebook 13 notebook 06's sentiment classifier or NER tagger: the saved one, or one
+  fine-tuned on the spot with the preset for the device.
 
 The data are encoded by `labkit.finetune_data`, the scores computed by `labkit.finetune_metrics`. Single-task runs
 train with Hugging Face `Trainer` (`labkit.trainer_setup`), or the notebook's own few lines.
@@ -16,8 +18,11 @@ from __future__ import annotations
 import inspect
 import itertools
 import math
+import os
+import tempfile
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -33,10 +38,12 @@ from labkit.validate import require_positive_int
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from transformers import PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["MultiTaskModel", "multitask_loss", "train_multitask", "predict_sentence", "predict_entities",
-           "score_dataset"]
+           "score_dataset", "FINETUNE_MAX_LEN", "load_or_finetune"]
+
+FINETUNE_MAX_LEN = 128  # the longest input notebook 06 fine-tunes on, in tokens
 
 
 # ---------------------------------------------------------------------------------------------- multi-task model
@@ -229,3 +236,67 @@ def train_multitask(model: MultiTaskModel, sentence_data: Dataset, token_data: D
                loss=lambda net, both: multitask_loss(net, *both, weights), optimizer=optimizer,
                tokens=lambda both: sum(int(b["attention_mask"].sum()) for b in both), progress=progress,
                desc="multi-task")
+
+
+# ---------------------------------------------------------------------------------------------- saved models
+
+
+def load_or_finetune(folder: str | os.PathLike, task: str,
+                     device: torch.device | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Notebook 06's model for `task`: "sentence", the SST-2 sentiment classifier, or "token", the CoNLL-2003 NER
+    tagger; (model in eval mode on `device`, its tokenizer), loaded from `folder` (written by `save_pretrained`).
+
+    If `folder` holds no config.json, the lab's encoder (`labkit.assets.load_model`) is first fine-tuned there with
+    notebook 06's preset for the device (`preset_for(device, "sentiment" / "ner")`: "smoke", on a subset of the
+    training set, in fast mode) through `Trainer` and `training_arguments` (with a progress bar), then saved with its
+    tokenizer and label names. Prints which happened.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    _check_task(task)
+    folder = Path(folder)
+    what = "sentiment classifier" if task == "sentence" else "NER tagger"
+    if not (folder / "config.json").is_file():
+        _finetune_and_save(folder, task, device, what)
+    else:
+        print(f"notebook 06's {what} from {folder}")
+    auto = AutoModelForSequenceClassification if task == "sentence" else AutoModelForTokenClassification
+    model = auto.from_pretrained(folder, local_files_only=True)
+    return model.to(device or "cpu").eval(), AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+
+def _finetune_and_save(folder: Path, task: str, device: torch.device | None, what: str) -> None:
+    """Fine-tune notebook 06's model for `task` with the preset for the device, and save it with its tokenizer."""
+    from transformers import Trainer
+
+    from labkit.assets import load_model, load_tokenizer
+    from labkit.data import NER_TAGS, SST2_LABELS, load_data
+    from labkit.device import set_seed
+    from labkit.finetune_data import data_collator, encode_sentences, encode_tagged
+    from labkit.presets import preset_for
+    from labkit.trainer_setup import training_arguments
+
+    family, dataset, names = (("sentiment", "sst2", SST2_LABELS) if task == "sentence"
+                              else ("ner", "conll2003", NER_TAGS))
+    preset = preset_for(device or "cpu", family)
+    print(f"{folder} holds no model: fine-tuning notebook 06's {what} with the '{preset.name}' preset now")
+    rows = load_data(dataset)["train"]
+    examples = preset.data.get("train_examples")  # None: all of them
+    if examples is not None:
+        rows = rows.shuffle(seed=0).select(range(examples))
+    tokenizer = load_tokenizer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a handful of long examples are cut to FINETUNE_MAX_LEN
+        if task == "sentence":
+            encoded = encode_sentences(tokenizer, rows["sentence"], rows["label"], FINETUNE_MAX_LEN, names)
+        else:
+            encoded = encode_tagged(tokenizer, rows["tokens"], rows["ner_tags"], FINETUNE_MAX_LEN, names)
+    set_seed(preset.train.seed)
+    model = load_model(task="sequence-classification" if task == "sentence" else "token-classification",
+                       num_labels=len(names), id2label=dict(enumerate(names)),
+                       label2id={name: i for i, name in enumerate(names)})
+    with tempfile.TemporaryDirectory(prefix="labkit-finetune-") as runs:  # Trainer wants a folder; nothing lands in it
+        Trainer(model=model, args=training_arguments(runs, preset.train), train_dataset=encoded,
+                data_collator=data_collator(tokenizer, task)).train()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)

@@ -14,6 +14,9 @@ tokens, its logits for the last position are filtered, and the next token is dra
 
 Filtered tokens get logit -inf, so softmax gives them probability 0.
 
+A model that can keep a KV cache (one with `new_cache`, as `TinyGPT`) runs with one by default: the prompt goes in
+once, then each step feeds only the new token, for the same tokens as the loop that feeds the whole context again.
+
 `generation_trace` runs the same loop as `generate` and records each step's candidates with their probabilities
 before and after the filters. `CausalLMAdapter` lets a Hugging Face causal LM (GPT-2) run through these functions.
 """
@@ -166,9 +169,9 @@ def _check_idx(idx: Tensor, model: nn.Module | None = None) -> None:
                          f"max {int(idx.max())} (a prompt encoded with another tokenizer?)")
 
 
-def _last_logits(model: nn.Module, context: Tensor) -> Tensor:
-    """The model's logits (batch, vocab) for the token after `context` (batch, seq)."""
-    out = model(context)
+def _last_logits(model: nn.Module, context: Tensor, cache: list | None = None) -> Tensor:
+    """The model's logits (batch, vocab) for the token after `context` (batch, seq), which follows `cache`'s."""
+    out = model(context) if cache is None else model(context, cache=cache)
     logits = getattr(out, "logits", out)
     if not isinstance(logits, Tensor) or logits.dim() != 3 or logits.shape[:2] != context.shape:
         got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
@@ -202,10 +205,33 @@ def _check_generation(model: nn.Module, idx: Tensor, max_new_tokens: int, block_
     _check_filters(temperature, top_k, top_p, repetition_penalty)
 
 
-def _next_logits(model: nn.Module, idx: Tensor, block_size: int, filters: dict[str, Any]) -> tuple[Tensor, Tensor]:
+def _new_cache(model: nn.Module, idx: Tensor, max_new_tokens: int, block_size: int,
+               use_cache: bool | None) -> list | None:
+    """A KV cache for the generation (`model.new_cache`), long enough for the positions it will hold, or None:
+    when use_cache is None, a cache wherever the model can keep one."""
+    if use_cache is not None and not isinstance(use_cache, bool):
+        raise ValueError(f"use_cache must be True, False or None (where the model can), got {use_cache!r}")
+    can_cache = callable(getattr(model, "new_cache", None))
+    if use_cache and not can_cache:
+        raise ValueError(f"use_cache=True, but a {type(model).__name__} keeps no KV cache (it has no new_cache, as "
+                         f"TinyGPT has): pass use_cache=False, or leave it None to use one where the model can")
+    if not (can_cache if use_cache is None else use_cache):
+        return None
+    model_max = getattr(model, "max_len", None) or block_size  # past it the forward raises, as without a cache
+    return model.new_cache(idx.shape[0], min(block_size, model_max, idx.shape[1] + max_new_tokens))
+
+
+def _next_logits(model: nn.Module, idx: Tensor, block_size: int, filters: dict[str, Any],
+                 cache: list | None) -> tuple[Tensor, Tensor]:
     """(raw, filtered) float logits (batch, vocab) for the token after idx (batch, seq); the model sees the last
-    block_size tokens, the repetition penalty all of them."""
-    raw = _last_logits(model, idx[:, -block_size:]).float()
+    block_size tokens, the repetition penalty all of them. With a cache, only the tokens it lacks go in while idx
+    fits in block_size; past that the window slides every step, every key in it changes, and the model recomputes
+    the window without the cache, as the loop without one does."""
+    if cache is None or idx.shape[1] > block_size:
+        raw = _last_logits(model, idx[:, -block_size:])
+    else:
+        raw = _last_logits(model, idx[:, cache[0].length:], cache)
+    raw = raw.float()
     return raw, filter_logits(raw, previous=idx, **filters)
 
 
@@ -221,7 +247,8 @@ def _choose(logits: Tensor, greedy: bool, generator: torch.Generator | None) -> 
 
 def generate(model: nn.Module, idx: Tensor, max_new_tokens: int, *, block_size: int, greedy: bool = False,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             repetition_penalty: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+             repetition_penalty: float = 1.0, generator: torch.Generator | None = None,
+             use_cache: bool | None = None) -> Tensor:
     """idx (batch, seq) → (batch, seq + max_new_tokens): the prompt followed by the generated tokens.
 
     Each step the model sees the last `block_size` tokens; the repetition penalty looks at the whole sequence.
@@ -229,13 +256,20 @@ def generate(model: nn.Module, idx: Tensor, max_new_tokens: int, *, block_size: 
     token is drawn with `torch.multinomial` from `generator` (on the generator's device, so a seeded CPU generator
     gives the same text whatever device the model is on). Runs without gradients in eval mode, and puts the
     model back in the training mode it had.
+
+    `use_cache` (None: wherever the model has `new_cache`, as TinyGPT; True for another model is a ValueError) keeps
+    every layer's keys and values, so each step feeds only the new token: the same tokens as without it, logits
+    equal to float rounding. The cache serves while the text fits in block_size. Past it the window of the last
+    block_size tokens moves every step, which changes every cached key (positions shift, and later layers' keys
+    saw tokens now cropped), so each step recomputes the window without the cache, as the loop without one does.
     """
     _check_generation(model, idx, max_new_tokens, block_size, temperature, top_k, top_p, repetition_penalty)
     filters = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
     idx = idx.to(_model_device(model, idx.device))
+    cache = _new_cache(model, idx, max_new_tokens, block_size, use_cache)
     with _inference(model):
         for _ in range(max_new_tokens):
-            _, logits = _next_logits(model, idx, block_size, filters)
+            _, logits = _next_logits(model, idx, block_size, filters, cache)
             idx = torch.cat([idx, _choose(logits, greedy, generator)], dim=1)
     return idx
 
@@ -274,7 +308,8 @@ def generation_trace(model: nn.Module, idx: Tensor, max_new_tokens: int, *, bloc
                      n_candidates: int = 10) -> GenerationTrace:
     """`generate` for one prompt idx (1, seq), recording every step's `n_candidates` best candidates.
 
-    Same settings and the same seeded generator give the same tokens as `generate`.
+    Same settings and the same seeded generator give the same tokens as `generate`. It runs without a KV cache, so
+    each step's probabilities are exactly those of its context computed afresh (`next_token_distribution`).
     """
     require_positive_int("max_new_tokens", max_new_tokens)
     _check_generation(model, idx, max_new_tokens, block_size, temperature, top_k, top_p, repetition_penalty)
@@ -286,7 +321,7 @@ def generation_trace(model: nn.Module, idx: Tensor, max_new_tokens: int, *, bloc
     steps: list[dict[str, Tensor]] = []
     with _inference(model):
         for _ in range(max_new_tokens):
-            raw_logits, logits = _next_logits(model, idx, block_size, filters)
+            raw_logits, logits = _next_logits(model, idx, block_size, filters, cache=None)
             next_id = _choose(logits, greedy, generator)  # (1, 1)
             raw, probs = raw_logits[0].softmax(dim=-1).cpu(), logits[0].softmax(dim=-1).cpu()  # (vocab,)
             order, token = _ranking(probs, raw), next_id[0, 0].cpu()

@@ -7,7 +7,8 @@ The recipe switches `activation`, `qk_norm`, `zero_init_proj` and `tie_head` are
 records; `benchmarks/tiny_lm.py` measures what each buys at this scale.
 `GPTConfig.position` swaps the learned positions for another scheme of `labkit.positional`: none, sinusoidal
 (added to the tokens), RoPE or ALiBi (inside every attention layer). All but the learned table run on sequences
-longer than the training context.
+longer than the training context. `TinyGPT.new_cache` gives it a `KVCache` per layer for generation, which then
+feeds each token once (`labkit.generation.generate`).
 
 `TinyBERT` is an encoder in the BERT mould: token + position + segment embeddings, a stack of post-LN blocks with
 bidirectional self-attention (padding hidden), and two pretraining heads: `MaskedLMHead` (predict the masked
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.attention import recording_attention
+from labkit.attention import KVCache, recording_attention
 from labkit.blocks import EncoderBlock
 from labkit.modules import init_weights
 from labkit.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
@@ -101,6 +102,10 @@ class TinyGPT(nn.Module):
     identity for the others), `rotary` (rope, shared by every layer) or ALiBi act inside each attention layer.
     Sequences may be as long as `max_len`: block_size for learned, FORMULA_LENGTH_FACTOR × block_size for
     sinusoidal and rope, None (no limit) for none and alibi. Training crops to block_size; evaluation may go past it.
+
+    With `cache` (from `new_cache`), idx holds only the tokens after those cached: they sit at positions
+    cache[0].length onwards, every layer's attention adds their keys and values to its cache, and the logits are
+    those the whole sequence would give at these positions (to float rounding).
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -137,17 +142,61 @@ class TinyGPT(nn.Module):
                 else:
                     nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * c.n_layer))
 
-    def forward(self, idx: Tensor) -> Tensor:
+    def forward(self, idx: Tensor, cache: list[KVCache] | None = None) -> Tensor:
         if idx.dim() != 2 or idx.dtype != torch.long:
             raise ValueError(f"idx must be (batch, seq) token ids of dtype long, got shape {tuple(idx.shape)} "
                              f"and dtype {idx.dtype}")
-        self.check_length(idx.shape[1])
+        start = 0 if cache is None else self._cache_start(cache, idx)
+        self.check_length(start + idx.shape[1])
         if not self.training and not torch.compiler.is_compiling():  # training batches are checked where they start
             self.check_ids(idx)
-        x = self.drop(self.pos_emb(self.token_emb(idx)))  # (batch, seq, d_model)
-        for block in self.blocks:
-            x = block(x, is_causal=True)
+        x = self.token_emb(idx)  # (batch, seq, d_model)
+        x = self.drop(self.pos_emb(x) if start == 0 else x + self._positions_from(start, idx.shape[1]))
+        for block, layer_cache in zip(self.blocks, cache or [None] * len(self.blocks)):
+            x = block(x, is_causal=True, cache=layer_cache)
         return self.lm_head(self.norm(x))  # (batch, seq, vocab)
+
+    def _positions_from(self, start: int, seq: int) -> Tensor | float:
+        """(seq, d_model): what the learned or sinusoidal table adds at positions start..start+seq-1 (what pos_emb
+        adds from 0); 0 for the schemes that add nothing to the tokens."""
+        if isinstance(self.pos_emb, LearnedPositionalEmbedding):
+            return self.pos_emb.table.weight[start:start + seq]
+        if isinstance(self.pos_emb, SinusoidalPositionalEncoding):
+            return self.pos_emb.pe[start:start + seq]
+        return 0.0
+
+    def new_cache(self, batch: int, max_len: int) -> list[KVCache]:
+        """An empty `KVCache` per layer for `batch` sequences of up to `max_len` positions, on the model's device
+        and in its dtype: 2 · n_layer · batch · n_head · max_len · d_head numbers in all.
+
+        ValueError past the model's own max_len: a learned table has no rows past block_size, so a longer text must
+        be cropped and its window recomputed, which is what `labkit.generation.generate` does.
+        """
+        require_positive_int("batch", batch)
+        require_positive_int("max_len", max_len)
+        if self.max_len is not None and max_len > self.max_len:
+            raise ValueError(f"max_len={max_len} is longer than this {self.config.position!r} model runs: "
+                             f"{self.max_len} positions; a cache past them has no positions to encode")
+        c, weight = self.config, self.token_emb.weight
+        return [KVCache(batch, c.n_head, max_len, c.d_model // c.n_head, device=weight.device, dtype=weight.dtype)
+                for _ in self.blocks]
+
+    def _cache_start(self, cache: list[KVCache], idx: Tensor) -> int:
+        """The position of idx's first token after `cache`; ValueError unless cache is one KVCache per layer, all
+        as long, made for idx's batch."""
+        if not (isinstance(cache, list) and len(cache) == len(self.blocks)
+                and all(isinstance(layer, KVCache) for layer in cache)):
+            got = [type(layer).__name__ for layer in cache] if isinstance(cache, list) else type(cache).__name__
+            raise ValueError(f"cache must be a list of {len(self.blocks)} KVCache, one per layer (model.new_cache), "
+                             f"got {got}")
+        lengths = {layer.length for layer in cache}
+        if len(lengths) != 1:
+            raise ValueError(f"the cache's layers hold different numbers of positions {sorted(lengths)}: a forward "
+                             f"with it failed half-way; start a new cache")
+        if cache[0].keys.shape[0] != idx.shape[0]:
+            raise ValueError(f"the cache was made for batch {cache[0].keys.shape[0]}, but idx has batch "
+                             f"{idx.shape[0]}: one cache row per sequence")
+        return cache[0].length
 
     def check_ids(self, idx: Tensor) -> None:
         """Raise ValueError if `idx` holds an id outside the vocabulary. It reads the ids' range back from the

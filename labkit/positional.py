@@ -172,7 +172,8 @@ def apply_rope(x: Tensor, positions: Tensor | None = None, base: float = 10000.0
 class RotaryEmbedding(nn.Module):
     """RoPE with cos/sin cached up to `max_len`: forward(q, k) with q, k (..., seq, d_head) → rotated (q, k).
 
-    Positions run 0..seq-1 for q and for k alike (self-attention without a cache).
+    Positions run start..start+seq-1 for q and for k alike: start=0 for self-attention over a whole sequence, the
+    number of cached tokens when a KV cache holds the earlier ones.
     """
 
     def __init__(self, d_head: int, max_len: int = 2048, base: float = 10000.0) -> None:
@@ -182,14 +183,15 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", cos, persistent=False)  # (max_len, d_head/2)
         self.register_buffer("sin", sin, persistent=False)
 
-    def forward(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, q: Tensor, k: Tensor, start: int = 0) -> tuple[Tensor, Tensor]:
         for name, t in (("q", q), ("k", k)):
             if t.dim() < 2 or t.shape[-1] != self.d_head:
                 raise ValueError(f"{name} must have shape (..., seq, d_head={self.d_head}), got {tuple(t.shape)}")
-            if t.shape[-2] > self.max_len:
-                raise ValueError(f"{name} has {t.shape[-2]} positions, more than max_len={self.max_len} "
-                                 f"cached by RotaryEmbedding; build it with a larger max_len")
-        rotate = lambda t: _rotate_pairs(t, self.cos[: t.shape[-2]], self.sin[: t.shape[-2]])  # noqa: E731
+            if start + t.shape[-2] > self.max_len:
+                raise ValueError(f"{name} has positions up to {start + t.shape[-2] - 1}, past the max_len="
+                                 f"{self.max_len} cached by RotaryEmbedding; build it with a larger max_len")
+        rotate = lambda t: _rotate_pairs(t, self.cos[start:start + t.shape[-2]],  # noqa: E731
+                                         self.sin[start:start + t.shape[-2]])
         return rotate(q), rotate(k)
 
 

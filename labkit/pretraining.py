@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +27,10 @@ from labkit.checkpoint import load_checkpoint, restore_model
 from labkit.loop import History, autocast, batch_generator, run
 from labkit.models import BertConfig, MaskedLMHead, NSPHead, TinyBERT
 from labkit.modules import IGNORE_INDEX, eval_mode
-from labkit.presets import TrainConfig
+from labkit.presets import TrainConfig, preset_for
 
 __all__ = ["NSP_CHANCE", "BERT_SPECIAL_IDS", "pretraining_loss", "evaluate", "unigram_baseline",
-           "PretrainHistory", "pretrain", "load_pretrained", "fill_mask", "EncoderWithMLMHead"]
+           "PretrainHistory", "pretrain", "load_pretrained", "load_or_pretrain", "fill_mask", "EncoderWithMLMHead"]
 
 NSP_CHANCE = 0.5  # NSP accuracy of a coin flip (pairs are IsNext or NotNext half the time each)
 BERT_SPECIAL_IDS = (0, 100, 101, 102, 103)  # [PAD] [UNK] [CLS] [SEP] [MASK] in the uncased WordPiece vocabulary
@@ -197,6 +199,33 @@ def load_pretrained(path: str | os.PathLike, device: torch.device | str | None =
     model = TinyBERT(BertConfig(**config))
     restore_model(model, saved)
     return model.to(device or "cpu").eval()
+
+
+def load_or_pretrain(checkpoint: str | os.PathLike, tokenizer, device: torch.device | None = None,
+                     on_eval: Callable[[PretrainHistory], None] | None = None) -> TinyBERT:
+    """Notebook 05's tiny BERT from `checkpoint`, in eval mode; if the file is missing, first pretrain it there with
+    notebook 05's preset for the device (`preset_for(device, "pretraining")`: "smoke" in fast mode) on
+    `PretrainingData` built with `tokenizer` (the lab's WordPiece, `labkit.assets.load_tokenizer()`), with a progress
+    bar. Prints which happened. ValueError when the checkpoint's vocabulary is not the tokenizer's."""
+    if not Path(checkpoint).exists():
+        from labkit.device import set_seed
+        from labkit.pretraining_data import PretrainingData
+
+        preset = preset_for(device or "cpu", "pretraining")
+        print(f"{checkpoint} not found: pretraining the '{preset.name}' preset of notebook 05 now")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a few CoNLL pairs are longer than max_len and get cut
+            data = PretrainingData.build(tokenizer, max_len=preset.shape["max_len"], seed=preset.train.seed)
+        set_seed(preset.train.seed)
+        model = TinyBERT(BertConfig(vocab_size=len(tokenizer), **preset.shape)).to(device or "cpu")
+        pretrain(model, data, preset.train, device=device, on_eval=on_eval, checkpoint=checkpoint)
+    else:
+        print(f"notebook 05's tiny BERT from {checkpoint}")
+    model = load_pretrained(checkpoint, device)
+    if model.config.vocab_size != len(tokenizer):
+        raise ValueError(f"{checkpoint} holds a tiny BERT over {model.config.vocab_size} tokens, but the tokenizer has "
+                         f"{len(tokenizer)}: pass the tokenizer it was pretrained with (notebook 05: load_tokenizer())")
+    return model
 
 
 @torch.no_grad()

@@ -212,6 +212,36 @@ def test_explicit_path_beats_everything(tiny_dir, tmp_path, monkeypatch, capsys)
     assert capsys.readouterr().out == f"labkit.assets: the model at path {tiny_dir}\n"
 
 
+def test_a_stand_in_takes_the_place_of_a_model_nothing_has(tiny_dir, capsys):
+    sst2 = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
+    assert resolve_model(sst2, stand_in=tiny_dir) == ModelSource(
+        "distilbert-base-uncased-finetuned-sst-2-english", "stand-in", str(tiny_dir))
+    assert resolve_model("gpt2", stand_in=tiny_dir).kind == "stand-in"  # instead of the error
+    assert resolve_model("bert-base-uncased", stand_in=tiny_dir).kind == "stand-in"  # before the packaged encoder
+    model = load_model("gpt2", stand_in=tiny_dir)
+    assert model.config.hidden_size == 32
+    assert load_tokenizer("gpt2", stand_in=tiny_dir)("hello")["input_ids"] == [101, 7592, 102]
+    assert capsys.readouterr().out == 2 * (f"labkit.assets: gpt2 is neither cached nor reachable on the hub; the "
+                                           f"lab's own model stands in for it: {tiny_dir}\n")
+
+
+def test_the_cache_and_the_hub_come_before_a_stand_in(tiny_dir, tmp_path, monkeypatch):
+    missing = tmp_path / "not-exported-yet"  # never looked at while a real source has the model
+    monkeypatch.setattr(data, "hub_check", lambda: True)
+    assert resolve_model("gpt2", stand_in=missing) == ModelSource("gpt2", "hub", "gpt2")
+    monkeypatch.setattr(data, "hub_check", lambda: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    snapshot = _fake_cache(tmp_path / "hub", "bert-base-uncased", tiny_dir)
+    assert resolve_model("bert-base-uncased", stand_in=missing) == ModelSource("bert-base-uncased", "cache",
+                                                                               str(snapshot))
+
+
+def test_a_missing_stand_in_says_what_was_looked_for(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"'gpt2' is not in the Hugging Face cache .*, and its stand-in "
+                                                r"stand_in='.*exports/gpt' does not exist: expected a folder"):
+        resolve_model("gpt2", stand_in=tmp_path / "exports" / "gpt")
+
+
 # ---------------------------------------------------------------------------------------------- errors
 
 

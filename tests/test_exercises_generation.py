@@ -4,13 +4,16 @@ own inputs."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import torch
 
+from labkit.attention import KVCache, MultiHeadAttention, merge_heads
 from labkit.exercises import check
-from labkit.exercises.generation import (_small_gpt, reference_apply_temperature, reference_greedy_generate,
-                                         reference_repetition_penalty, reference_top_k_filter, reference_top_p_filter)
+from labkit.exercises.generation import (_small_gpt, reference_apply_temperature, reference_attend_with_cache,
+                                         reference_greedy_generate, reference_repetition_penalty,
+                                         reference_top_k_filter, reference_top_p_filter)
 from labkit.generation import filter_logits, generate
 
 
@@ -124,14 +127,46 @@ def test_the_references_agree_with_labkit_beyond_the_checkers_inputs() -> None:
                                                                               greedy=True))
 
 
+# --- attention with a KV cache ----------------------------------------------------------------------------------
+
+def _attend(layer, x, past_k, past_v, *, keep="all", causal=False, project=True, scaled=True, attend_first=False,
+            swap=False):
+    """One cached step written out: scores, softmax, weighted sum; each keyword one mistake."""
+    q, k, v = layer.queries_keys_values(x)
+    keys, values = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+    seen_k, seen_v = (past_k, past_v) if attend_first else (keys, values)
+    scores = q @ seen_k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) if scaled else 1.0)  # (batch, heads, 1, t + 1)
+    if causal:  # the triangle aligned top-left: the one query sees key 0 only
+        scores = scores.masked_fill(~torch.ones(1, seen_k.shape[2], dtype=torch.bool).tril(), float("-inf"))
+    out = merge_heads(scores.softmax(dim=-1) @ seen_v)
+    out = layer.out_proj(out) if project else out
+    keys, values = {"all": (keys, values), "new": (k, v), "past": (past_k, past_v)}[keep]
+    return (out, values, keys) if swap else (out, keys, values)
+
+
+def test_attend_with_cache_written_out_passes() -> None:
+    assert check("attend_with_cache", _attend, quiet=True)
+
+
+def test_the_cached_reference_is_labkits_cached_layer() -> None:
+    torch.manual_seed(4)
+    layer, x = MultiHeadAttention(24, 3).eval(), torch.randn(2, 9, 24)
+    cache, past_k, past_v = KVCache(2, 3, 9, 8), torch.zeros(2, 3, 0, 8), torch.zeros(2, 3, 0, 8)
+    with torch.no_grad():
+        for t in range(9):
+            ours, past_k, past_v = reference_attend_with_cache(layer, x[:, t:t + 1], past_k, past_v)
+            torch.testing.assert_close(ours, layer(x[:, t:t + 1], is_causal=True, cache=cache))
+        torch.testing.assert_close(past_k, cache.keys)
+
+
 def test_the_checks_leave_the_callers_random_state_alone() -> None:
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    for name in ("greedy_generate", "apply_temperature", "top_k_filter", "top_p_filter", "repetition_penalty"):
-        assert check(name, {"greedy_generate": _greedy, "apply_temperature": lambda lg, t: lg / t,
-                            "top_k_filter": _top_k, "top_p_filter": _top_p, "repetition_penalty": _penalty}[name],
-                     quiet=True)
+    answers = {"greedy_generate": _greedy, "apply_temperature": lambda lg, t: lg / t, "top_k_filter": _top_k,
+               "top_p_filter": _top_p, "repetition_penalty": _penalty, "attend_with_cache": _attend}
+    for name, answer in answers.items():
+        assert check(name, answer, quiet=True)
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -197,5 +232,15 @@ WRONG_ANSWERS = {
         (lambda lg, prev, r: lg.clone(), "row 0's token 1 occurs in its previous but kept its logit"),
         (lambda lg, prev, r: lg / r, "row 0's token 4 never occurs in previous[0], yet its logit went from -2 to -1"),
         (lambda lg, prev, r: _penalty(lg, prev, r).softmax(-1), "returned probabilities"),
+    ],
+    "attend_with_cache": [
+        (lambda *args: _attend(*args, causal=True), "the new token saw key 0 only. is_causal=True aligns the"),
+        (lambda *args: _attend(*args, project=False), "through the layer's output projection W^O"),
+        (lambda *args: _attend(*args, attend_first=True), "the new token did not attend to itself"),
+        (lambda *args: _attend(*args, scaled=False), "the scores were not divided by √d_head = √8"),
+        (lambda *args: _attend(*args, keep="new"), "returned the new token's keys alone, (2, 2, 1, 8)"),
+        (lambda *args: _attend(*args, keep="past"), "returned the cached keys unchanged, (2, 2, 0, 8)"),
+        (lambda *args: _attend(*args, swap=True), "returned the values as keys and the keys as values"),
+        (lambda *args: _attend(*args)[0], "returned a Tensor; return three things: (out, keys, values)"),
     ],
 }

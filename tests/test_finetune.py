@@ -460,3 +460,31 @@ def test_predict_rejects_empty_text(sentence_classifier, token_classifier, token
 def test_predict_checks_label_names(sentence_classifier, tokenizer):
     with pytest.raises(ValueError, match=r"the model gives 2 logits per prediction but label_names has 9 names"):
         predict_sentence(sentence_classifier, tokenizer, "fine", NER_TAGS)
+
+
+@pytest.mark.parametrize("task, labels", [("sentence", SST2_LABELS), ("token", NER_TAGS)])
+def test_load_or_finetune_fine_tunes_once_then_loads(task, labels, data_dir, tmp_path, monkeypatch, capsys):
+    """A missing folder gets notebook 06's model fine-tuned with the preset for the device (here two steps on 16
+    examples) and saved with its tokenizer and label names; the second call loads it, the same weights."""
+    import labkit.presets
+    from labkit.finetune import load_or_finetune
+    from labkit.presets import Preset, finetune_recipe
+
+    tiny = Preset("smoke", finetune_recipe(2, batch_size=8), data=dict(train_examples=16))
+    monkeypatch.setattr(labkit.presets, "preset_for", lambda device, family: tiny)
+    folder = tmp_path / "runs" / "06-model"
+    model, tokenizer = load_or_finetune(folder, task)
+    printed = capsys.readouterr().out
+    what = "sentiment classifier" if task == "sentence" else "NER tagger"
+    assert f"{folder} holds no model: fine-tuning notebook 06's {what} with the 'smoke' preset now" in printed
+    assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
+    assert not model.training and model.config.id2label == dict(enumerate(labels))
+    kind = "SequenceClassification" if task == "sentence" else "TokenClassification"
+    assert type(model).__name__.endswith(f"For{kind}") and tokenizer.is_fast
+
+    again, _ = load_or_finetune(folder, task)
+    assert capsys.readouterr().out == f"notebook 06's {what} from {folder}\n"
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(ValueError, match=r"task must be one of \('sentence', 'token'\), got 'ner'"):
+        load_or_finetune(folder, "ner")
+

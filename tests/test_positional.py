@@ -199,7 +199,7 @@ def test_rotary_embedding_uses_its_cache() -> None:
     (lambda: apply_rope(torch.zeros(8)), r"x must be a tensor of shape \(\.\.\., seq, d_head\)"),
     (lambda: apply_rope(torch.zeros(4, 8), base=-1.0), "base must be a number > 1"),
     (lambda: RotaryEmbedding(6, max_len=4)(torch.zeros(5, 6), torch.zeros(5, 6)),
-     r"q has 5 positions, more than max_len=4"),
+     r"q has positions up to 4, past the max_len=4"),
     (lambda: RotaryEmbedding(6)(torch.zeros(5, 6), torch.zeros(5, 4)), r"k must have shape .*d_head=6"),
     (lambda: RotaryEmbedding(3), "d_head must be even, got 3"),
 ])

@@ -331,6 +331,39 @@ def test_pretraining_on_the_real_data(data_dir: Path, tokenizer) -> None:
     assert len(fill_mask(model, tokenizer, "the king is [MASK] .", top_k=3)) == 3
 
 
+@pytest.mark.filterwarnings("ignore:.*longer than max_len")
+def test_load_or_pretrain_pretrains_once_then_loads(data_dir: Path, tokenizer, tmp_path: Path, monkeypatch,
+                                                    capsys) -> None:
+    """A missing checkpoint is pretrained with the preset for the device (here a tiny one) and saved; the second call
+    loads it, and a tokenizer of another vocabulary is refused."""
+    import labkit.pretraining as pretraining
+    from labkit.checkpoint import save_checkpoint
+    from labkit.presets import Preset
+    from labkit.pretraining_data import PretrainingData
+
+    tiny = Preset("smoke", TrainConfig(steps=3, batch_size=8, lr=1e-3, min_lr=1e-4, warmup_steps=1, eval_every=3,
+                                       eval_batches=1), dict(max_len=32, n_layer=1, n_head=2, d_model=32))
+    monkeypatch.setattr(pretraining, "preset_for", lambda device, family: tiny)
+    build = PretrainingData.build
+    monkeypatch.setattr(PretrainingData, "build", lambda *args, **kwargs: build(*args, **kwargs, limit=50))
+    path = tmp_path / "runs" / "05-tiny-bert.safetensors"
+    model = pretraining.load_or_pretrain(path, tokenizer)
+    printed = capsys.readouterr().out
+    assert f"{path} not found: pretraining the 'smoke' preset of notebook 05 now" in printed
+    assert path.exists() and isinstance(model, TinyBERT) and not model.training
+    assert model.config.vocab_size == len(tokenizer) and model.config.d_model == 32
+
+    again = pretraining.load_or_pretrain(path, tokenizer)
+    assert capsys.readouterr().out == f"notebook 05's tiny BERT from {path}\n"
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+
+    other = tmp_path / "other.safetensors"  # what notebook 05's save cell writes, over another vocabulary
+    save_checkpoint(other, TinyBERT(BertConfig(vocab_size=50, max_len=8, n_layer=1, n_head=1, d_model=8)),
+                    model_config=BertConfig(vocab_size=50, max_len=8, n_layer=1, n_head=1, d_model=8).to_dict())
+    with pytest.raises(ValueError, match=r"holds a tiny BERT over 50 tokens, but the tokenizer has 30522"):
+        pretraining.load_or_pretrain(other, tokenizer)
+
+
 # ----------------------------------------------------------------------------- the live plot
 
 

@@ -1,7 +1,7 @@
 """Notebook 07's exercises, in the order the notebook teaches them: the greedy generation loop, the share of
 repeated n-grams that measures how much a text repeats itself, then the four settings that reshape the next-token
 distribution before a draw: temperature, top-k, top-p and the repetition penalty (labkit's rule, as
-`labkit.generation.filter_logits` applies it)."""
+`labkit.generation.filter_logits` applies it); last, one attention layer fed one token at a time with a KV cache."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import numbers
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from labkit.attention import MultiHeadAttention, merge_heads
 from labkit.exercises import Failed, expect, exercise
-from labkit.exercises._compare import expect_tensor, max_difference, same, seeded
+from labkit.exercises._compare import expect_tensor, max_difference, same, seeded, seeded_randn
 from labkit.generation import filter_logits, generate
 from labkit.models import GPTConfig, TinyGPT
 
@@ -292,3 +294,82 @@ def check_repetition_penalty(answer: Callable[[Tensor, Tensor, float], Any]) -> 
         expected = filter_logits(logits, repetition_penalty=penalty, previous=previous)
         expect(same(out, expected), f"{what} differs from labkit's penalized logits by up to "
                                     f"{max_difference(out, expected):.2g}")
+
+
+# --- a KV cache: one attention layer, one token at a time -------------------------------------------------
+
+def reference_attend_with_cache(layer: MultiHeadAttention, x: Tensor, past_k: Tensor,
+                                past_v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    q, k, v = layer.queries_keys_values(x)  # (batch, heads, 1, d_head) each: the new token's
+    keys = torch.cat([past_k, k], dim=2)  # (batch, heads, t + 1, d_head): the cached keys, then the new one
+    values = torch.cat([past_v, v], dim=2)
+    out = F.scaled_dot_product_attention(q, keys, values)  # the one new query may see every key: no mask
+    return layer.out_proj(merge_heads(out)), keys, values
+
+
+def _attention_outputs(layer: MultiHeadAttention, q: Tensor, keys: Tensor, values: Tensor) -> dict[str, Tensor]:
+    """The new token's output (batch, 1, d_model) from q (batch, heads, 1, d_head) and the keys and values so far,
+    done each wrong way the checker names."""
+    def attend(k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
+        return layer.out_proj(merge_heads(F.scaled_dot_product_attention(q, k, v, scale=scale)))
+
+    return {"first key only": attend(keys[:, :, :1], values[:, :, :1]),
+            "no projection": merge_heads(F.scaled_dot_product_attention(q, keys, values)),
+            "past only": attend(keys[:, :, :-1], values[:, :, :-1]), "unscaled": attend(keys, values, scale=1.0)}
+
+
+@exercise("attend_with_cache", "07",
+          task="attend_with_cache(layer, x, past_k, past_v) → (out, keys, values): one step of causal "
+               "self-attention with a KV cache. x (batch, 1, d_model) is the new token, past_k and past_v (batch, "
+               "heads, t, d_head) the keys and values of the t tokens before it (t may be 0); return the layer's "
+               "output for the new token (batch, 1, d_model) and the keys and values of all t + 1 tokens",
+          hint="q, k, v = layer.queries_keys_values(x); keys = torch.cat([past_k, k], dim=2), values alike; the one "
+               "new query may see every key, so no mask: F.scaled_dot_product_attention(q, keys, values); then "
+               "layer.out_proj(merge_heads(...))",
+          reference=reference_attend_with_cache)
+def check_attend_with_cache(answer: Callable[..., Any]) -> None:
+    with seeded(5):
+        layer = MultiHeadAttention(16, 2).eval()
+    x = seeded_randn(2, 6, 16, seed=6)  # (batch, seq, d_model)
+    with torch.no_grad():
+        expected = layer(x, is_causal=True)  # (2, 6, 16): every position at once, no cache
+        q_all, k_all, v_all = layer.queries_keys_values(x)  # (2, 2, 6, 8) each
+        past_k = past_v = torch.zeros(2, 2, 0, 8)
+        for t in range(x.shape[1]):
+            what = f"attend_with_cache(layer, x[:, {t}:{t + 1}], past_k, past_v) with t = {t} tokens cached"
+            result = answer(layer, x[:, t:t + 1].clone(), past_k.clone(), past_v.clone())
+            expect(isinstance(result, tuple) and len(result) == 3,
+                   f"{what} returned a {type(result).__name__}; return three things: (out, keys, values)")
+            out, keys, values = result
+            for name, got, right in (("keys", keys, k_all), ("values", values, v_all)):
+                expect(not same(got, right[:, :, :t]), f"{what} returned the cached {name} unchanged, (2, 2, {t}, 8): "
+                                                       f"append the new token's to them, torch.cat([past, new], dim=2)")
+                expect(t == 0 or not same(got, right[:, :, t:t + 1]),
+                       f"{what} returned the new token's {name} alone, (2, 2, 1, 8): the cache must keep every "
+                       f"token's, the {t} before it and its own, (2, 2, {t + 1}, 8)")
+                got = expect_tensor(got, (2, 2, t + 1, 8), f"{what}: its {name}")
+                expect(not same(got, (v_all if name == "keys" else k_all)[:, :, :t + 1]),
+                       f"{what} returned the values as keys and the keys as values: return (out, keys, values)")
+                expect(same(got, right[:, :, :t + 1]),
+                       f"{what}: its {name} differ from the layer's by up to "
+                       f"{max_difference(got, right[:, :, :t + 1]):.2g}; project the new token with the layer "
+                       f"(layer.queries_keys_values(x)) and put it after the cached ones")
+            out = expect_tensor(out, (2, 1, 16), f"{what}: its out")
+            if same(out, expected[:, t:t + 1]):
+                past_k, past_v = keys, values
+                continue
+            outputs = _attention_outputs(layer, q_all[:, :, t:t + 1], k_all[:, :, :t + 1], v_all[:, :, :t + 1])
+            expect(not (t > 0 and same(out, outputs["first key only"])),
+                   f"{what}: the new token saw key 0 only. is_causal=True aligns the triangle top-left, so one query "
+                   f"against {t + 1} keys sees the first alone; the newest token may see every key: pass no mask")
+            expect(not same(out, outputs["no projection"]),
+                   f"{what} returned the heads' outputs side by side; pass them through the layer's output "
+                   f"projection W^O, layer.out_proj")
+            expect(not same(out, outputs["past only"]),
+                   f"{what}: the new token did not attend to itself (with no cached tokens its output is the bias "
+                   f"alone); append its key and value to the cache first, then attend")
+            expect(not same(out, outputs["unscaled"]),
+                   f"{what}: the scores were not divided by √d_head = √8; use F.scaled_dot_product_attention, or "
+                   f"divide q·k by math.sqrt(d_head)")
+            raise Failed(f"{what}: out differs from the layer's causal output at position {t} by up to "
+                         f"{max_difference(out, expected[:, t:t + 1]):.2g}")
