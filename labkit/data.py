@@ -12,6 +12,9 @@
 
 Returns: tinyshakespeare → `str`; sst2 → `DatasetDict` (train, validation); conll2003 → `DatasetDict`
 (train, validation, test). Local files are parsed in memory: nothing is cached on disk.
+
+`load_from_hub(name)` reads a dataset the lab takes from the hub only (`HUB_ONLY`: SQuAD v1.1 for notebook 06's
+question answering), or says within `HUB_TIMEOUT_S` seconds why it cannot, for the caller to fall back on its own.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ __all__ = [
     "hub_available",
     "data_source",
     "load_data",
+    "HUB_ONLY",
+    "load_from_hub",
 ]
 
 
@@ -59,6 +64,9 @@ DATASETS: dict[str, DatasetInfo] = {
     "conll2003": DatasetInfo("conll2003", "eriktks/conll2003",
                              {"train": "eng.train", "validation": "eng.testa", "test": "eng.testb"}),
 }
+
+# Datasets read from the hub only, by name → hub name: no local copy is looked for (and the doctor lists none).
+HUB_ONLY = {"squad": "rajpurkar/squad"}
 
 SST2_LABELS = ["negative", "positive"]
 # The hub's label orders for eriktks/conll2003, so that local and hub data carry the same ids.
@@ -337,3 +345,28 @@ def load_data(name: str, path: str | os.PathLike | None = None) -> Any:
         print(_STDLIB_NOTICE)
         return _stdlib_text()
     return _read_local(info, Path(source.where))
+
+
+def load_from_hub(name: str) -> Any:
+    """Load a dataset the lab reads from the hub only (`HUB_ONLY`; "squad": SQuAD v1.1, splits train and
+    validation, columns id, title, context, question, answers {text, answer_start}) → `datasets.DatasetDict`.
+
+    Only when `hub_available()` says so; otherwise FileNotFoundError saying why, within `HUB_TIMEOUT_S` seconds
+    (at once with HF_HUB_OFFLINE set), so that the caller can fall back on data of its own. Prints the source.
+    """
+    if not isinstance(name, str) or name.strip().lower() not in HUB_ONLY:
+        raise ValueError(f"name must be one of {sorted(HUB_ONLY)}, got {name!r}")
+    name = name.strip().lower()
+    hub_name = HUB_ONLY[name]
+    if not hub_available():
+        why = ("switched off by HF_HUB_OFFLINE / HF_DATASETS_OFFLINE" if offline_by_env()
+               else f"not reachable within {HUB_TIMEOUT_S:g} s")
+        raise FileNotFoundError(f"{name} is read from the Hugging Face hub only ({hub_name!r}), and the hub is {why}")
+    import datasets
+
+    try:
+        hub = datasets.load_dataset(hub_name)
+    except Exception as exc:
+        raise FileNotFoundError(f"loading {hub_name!r} from the Hugging Face hub failed ({exc})") from exc
+    print(f"labkit.data: {name} from {DataSource('hub', hub_name)}")
+    return datasets.DatasetDict({split: hub[split] for split in ("train", "validation")})

@@ -385,12 +385,14 @@ def _cpu_minutes(family: str) -> float:
 # fast_s: measured headless with nbclient (LABKIT_FAST=1) on the reference machine, 2 CPU cores otherwise idle (the
 # same notebooks took 5 to 15 times longer while other jobs shared the cores). training_s: the `cpu` presets'
 # measured minutes (`labkit.presets`), plus what each notebook trains or scores beside them, measured: notebook 04's
-# ladder (six rungs of 850 steps at half the preset's context) about 2 min; notebook 05's two 400-step MiniLM heads
-# (about 0.15 s a step) and its three models evaluated on every held-out batch (about a minute); notebook 06 trains
-# the sentiment model, the NER tagger twice (plain and with word shapes) and the multi-task model, and its
-# evaluations on the dev sets take about 3 minutes more; notebook 08 trains 300 sentiment steps; notebook 10 five
-# workbench models; notebook 11 two attention-only models and its patching sweeps (under a second); notebook 12
-# seven runs of at most 45 s of training, plus their evaluations; notebook 13 trains the sentiment preset once more
+# ladder (six rungs of 850 steps at half the preset's context) about 2 min, its GRU as long as its GPT, and the GRU's
+# step-time table and loss by position about a minute; notebook 04b trains the tiny GPT twice (on characters and on
+# BPE tokens); notebook 05's two 400-step MiniLM heads (about 0.15 s a step) and its three models evaluated on every
+# held-out batch (about a minute); notebook 06 trains the sentiment model, the NER tagger twice (plain and with word
+# shapes), the multi-task model and the span head, and its evaluations on the dev sets take about 3 minutes more;
+# notebook 08 trains 300 sentiment steps; notebook 10 five workbench models; notebook 11 two attention-only models
+# and its patching sweeps (under a second); notebook 12 seven runs of at most 45 s of training, plus their
+# evaluations; notebook 13 trains the sentiment preset once more
 # through plain `Trainer` and evaluates on both dev sets (about a minute). Notebooks 07, 11 and 13 train notebook 04's
 # model only when its checkpoint is missing (5 min more), and notebook 13 notebook 05's and 06's models likewise
 # (about 12 min more).
@@ -399,10 +401,11 @@ NOTEBOOK_TIMES: tuple[NotebookTime, ...] = (
     NotebookTime("01-attention-step-by-step", 4),
     NotebookTime("02-positional-encoding", 5),
     NotebookTime("03-transformer-block", 4),
-    NotebookTime("04-tiny-gpt", 18, 60 * _cpu_minutes("tiny_gpt") + 120),
+    NotebookTime("04-tiny-gpt", 18, 2 * 60 * _cpu_minutes("tiny_gpt") + 180),
+    NotebookTime("04b-tokenization", 16, 2 * 60 * _cpu_minutes("tiny_gpt") + 30),
     NotebookTime("05-pretraining-objectives", 36, 60 * _cpu_minutes("pretraining") + 2 * 400 * 0.15 + 60),
-    NotebookTime("06-fine-tuning-bert", 108, 60 * (_cpu_minutes("sentiment") + 2 * _cpu_minutes("ner")
-                                                   + _cpu_minutes("multitask")) + 180),
+    NotebookTime("06-fine-tuning-bert", 146, 60 * (_cpu_minutes("sentiment") + 2 * _cpu_minutes("ner")
+                                                   + _cpu_minutes("multitask") + _cpu_minutes("qa")) + 180),
     NotebookTime("07-generation", 8),
     NotebookTime("08-looking-inside", 16, 60 * _cpu_minutes("sentiment") * 300 / 600),
     NotebookTime("09-encoder-decoder", 10, 60 * _cpu_minutes("encoder_decoder")),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labkit.validate import require_positive_int
@@ -138,6 +138,14 @@ PRESETS: dict[str, dict[str, Preset]] = {
         Preset("cpu", finetune_recipe(600), minutes=2.7),
         Preset("cuda", finetune_recipe(3 * 67349 // 32)),
         Preset("smoke", finetune_recipe(30, batch_size=16, lr=2e-4), data=dict(train_examples=480))),
+    # notebook 06, section 8: a span head on the encoder, extractive question answering (SQuAD v1.1 online, else the
+    # questions labkit.qa builds from CoNLL-2003's entities). data: the questions trained on and scored (None: all)
+    # and the tokens question + passage are cut to (384 holds SQuAD's paragraphs; batches pad to their longest row).
+    "qa": _family(
+        Preset("cpu", finetune_recipe(450), data=dict(max_len=384), minutes=3.5),
+        Preset("cuda", finetune_recipe(2 * 87599 // 32), data=dict(max_len=384)),
+        Preset("smoke", replace(finetune_recipe(40, batch_size=16, lr=2e-4), eval_every=40),
+               data=dict(train_examples=640, heldout_examples=300, max_len=64))),
     # notebook 09: the encoder-decoder on the synthetic translation task (too small for a GPU to gain much)
     "encoder_decoder": _family(
         Preset("cpu", TrainConfig(steps=1200, batch_size=64, lr=3e-3, min_lr=1e-4, warmup_steps=100,

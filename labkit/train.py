@@ -80,11 +80,14 @@ def estimate_loss(model: nn.Module, corpus: CharCorpus, block_size: int, batch_s
     return fixed_batch_losses(model, loss, {"train": "train", "val": "val"}, batches, seed)
 
 
-def train(model: TinyGPT, corpus: CharCorpus, config: TrainConfig, *, device: torch.device | None = None,
+def train(model: nn.Module, corpus: CharCorpus, config: TrainConfig, *, device: torch.device | None = None,
           checkpoint: str | os.PathLike | None = None, resume: bool = False,
           on_eval: Callable[[History], None] | None = None, progress: bool = True) -> History:
     """Train `model` on `corpus` with `labkit.loop.run` and return its History (losses["loss"] per step; evals
-    "train" and "val": the mean loss on fixed batches of each split).
+    "train" and "val": the mean loss on fixed batches of each split). `model` is a TinyGPT, or another model of
+    token ids → logits (batch, seq, vocab) whose `config` has vocab_size, block_size and to_dict() (such as
+    `labkit.recurrent.GRULanguageModel`): with the same TrainConfig and block_size it sees the same batches
+    (`load_trained` rebuilds TinyGPTs only).
 
     checkpoint: a .safetensors path written after every evaluation (atomically), with the tokenizer, so that
     `load_trained` can rebuild the model; with resume=True an existing one is loaded first and training continues
@@ -97,7 +100,8 @@ def train(model: TinyGPT, corpus: CharCorpus, config: TrainConfig, *, device: to
                          f"{model.config.vocab_size}: build the model with GPTConfig(vocab_size="
                          f"corpus.tokenizer.vocab_size, ...)")
     _, world = distributed()
-    _check_memory(model.config, config, device, world)
+    if isinstance(model.config, GPTConfig):  # the memory estimate is a transformer's
+        _check_memory(model.config, config, device, world)
     block_size = model.config.block_size
 
     def batch(step: int) -> tuple[Tensor, Tensor]:

@@ -57,5 +57,5 @@ def test_unknown_families_and_names_are_refused_with_what_there_is() -> None:
 
 def test_the_doctor_reads_its_estimates_from_the_presets() -> None:
     times = {n.name: n for n in NOTEBOOK_TIMES}
-    assert times["04-tiny-gpt"].training_s == 60 * get_preset("tiny_gpt", "cpu").minutes + 120
+    assert times["04-tiny-gpt"].training_s == 2 * 60 * get_preset("tiny_gpt", "cpu").minutes + 180
     assert times["10-positional-workbench"].training_s == 5 * 60 * get_preset("positional_workbench", "cpu").minutes
