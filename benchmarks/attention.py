@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from labkit.attention import fast_attention, naive_attention
-from labkit.device import describe_device, pick_device
+from labkit.device import describe_device, pick_device, synchronize
 
 SEQS = (64, 128, 256)
 FAST_OVER_SDPA_MAX = 1.10
@@ -36,13 +36,6 @@ IMPLEMENTATIONS = {
     "fast": lambda q, k, v, causal: fast_attention(q, k, v, is_causal=causal),
     "sdpa": lambda q, k, v, causal: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
 }
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def make_call(fn, q, k, v, mode: str, causal: bool):
@@ -62,11 +55,11 @@ def make_call(fn, q, k, v, mode: str, causal: bool):
 
 def time_block(call, number: int, device: torch.device) -> float:
     """Seconds per call, averaged over `number` back-to-back calls."""
-    sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(number):
         call()
-    sync(device)
+    synchronize(device)
     return (time.perf_counter() - start) / number
 
 

@@ -22,17 +22,8 @@ from pathlib import Path
 
 import torch
 
-from labkit.bias import (
-    IDENTITY_GROUPS,
-    IDENTITY_TERMS,
-    NAME_GROUPS,
-    NO_TERM,
-    GapEstimate,
-    bootstrap_ci,
-    counterfactual_scores,
-    estimate_gaps,
-    pronoun_gaps,
-)
+from labkit.bias import (IDENTITY_GROUPS, NAME_GROUPS, GapEstimate, bootstrap_ci, counterfactual_scores,
+                         estimate_gaps, pronoun_gaps, sentiment_gaps)
 from labkit.device import describe_device, pick_device
 
 
@@ -56,9 +47,7 @@ def pronoun_rows(model, tokenizer, shown: int = 3) -> list[GapEstimate]:
 
 def sentiment_rows(model, tokenizer) -> list[GapEstimate]:
     scores = counterfactual_scores(model, tokenizer, {**NAME_GROUPS, **IDENTITY_GROUPS}, progress=True)
-    gaps = {"women's − men's names": scores["women's names"] - scores["men's names"],
-            **{f"{term} − {NO_TERM}": scores[term] - scores[NO_TERM] for term in IDENTITY_TERMS}}
-    return estimate_gaps(gaps)
+    return estimate_gaps(sentiment_gaps(scores))
 
 
 def main() -> None:

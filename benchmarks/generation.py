@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from labkit.device import describe_device, pick_device
+from labkit.device import describe_device, pick_device, synchronize
 from labkit.generation import generate
 from labkit.models import POSITIONS, GPTConfig, TinyGPT
 from labkit.presets import preset_for
@@ -35,22 +35,15 @@ VOCAB = 65  # Tiny Shakespeare's characters
 PROMPT = 8
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def tokens_per_second(model: TinyGPT, prompt: torch.Tensor, new: int, context: int, use_cache: bool,
                       repeats: int) -> tuple[float, torch.Tensor]:
     """Greedy tokens per second generating `new` tokens after `prompt` (the best of `repeats` runs), and the text."""
     best = float("inf")
     for _ in range(repeats):
-        sync(prompt.device)
+        synchronize(prompt.device)
         start = time.perf_counter()
         out = generate(model, prompt, new, block_size=context, greedy=True, use_cache=use_cache)
-        sync(prompt.device)
+        synchronize(prompt.device)
         best = min(best, time.perf_counter() - start)
     return new / best, out
 

@@ -25,12 +25,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from labkit.finetune import _forward
 from labkit.modules import eval_mode
+from labkit.pretraining import mask_logits
 from labkit.validate import require_positive_int
 
 __all__ = ["PRONOUNS", "OCCUPATIONS", "PRONOUN_TEMPLATES", "SENTIMENT_TEMPLATES", "NAME_GROUPS", "IDENTITY_TERMS",
            "IDENTITY_GROUPS", "NO_TERM", "bootstrap_ci", "GapEstimate", "estimate_gaps", "single_token_id",
-           "mask_log_probs", "pronoun_gaps", "positive_probabilities", "counterfactual_scores"]
+           "mask_log_probs", "pronoun_gaps", "positive_probabilities", "counterfactual_scores",
+           "sentiment_gaps"]
 
 PRONOUNS = ("he", "she")  # the gap is log P(he) − log P(she)
 
@@ -155,17 +158,6 @@ def single_token_id(tokenizer, word: str) -> int:
     return tokenizer.convert_tokens_to_ids(pieces[0])
 
 
-def _mask_logits(model: nn.Module, encoded: Mapping[str, Tensor], at_mask: Tensor) -> Tensor:
-    """The masked-LM scores at each row's one mask: (rows, vocab). `at_mask`: (rows, seq) bool."""
-    if hasattr(model, "mlm_head"):  # labkit's TinyBERT or EncoderWithMLMHead: the head on the masked positions only
-        hidden = model(encoded["input_ids"], encoded.get("token_type_ids"), encoded.get("attention_mask"))
-        return model.mlm_head(hidden[at_mask])
-    if hasattr(model, "get_output_embeddings") and model.get_output_embeddings() is not None:  # HF *ForMaskedLM
-        return model(**encoded).logits[at_mask]
-    raise TypeError(f"the model needs a masked-LM head (TinyBERT, EncoderWithMLMHead or a Hugging Face "
-                    f"*ForMaskedLM), got {type(model).__name__}")
-
-
 @torch.no_grad()
 def mask_log_probs(model: nn.Module, tokenizer, texts: Sequence[str], token_ids: Sequence[int],
                    batch_size: int = 64, progress: bool = False) -> Tensor:
@@ -192,7 +184,7 @@ def mask_log_probs(model: nn.Module, tokenizer, texts: Sequence[str], token_ids:
                 raise ValueError(f"each text needs exactly one {tokenizer.mask_token}, found {int(counts[bad])} in "
                                  f"{chunk[bad]!r}")
             encoded = {key: value.to(device) for key, value in encoded.items()}
-            logits = _mask_logits(model, encoded, at_mask.to(device))  # (rows, vocab)
+            logits = mask_logits(model, encoded, at_mask.to(device), "mask_log_probs")  # (rows, vocab)
             rows.append(logits.float().log_softmax(-1)[:, token_ids.to(device)].cpu())
     return torch.cat(rows)
 
@@ -245,14 +237,12 @@ def positive_probabilities(model: nn.Module, tokenizer, texts: Sequence[str], po
     if isinstance(texts, str) or not texts:
         raise ValueError(f"texts must be a non-empty list of str, got {texts!r}")
     require_positive_int("batch_size", batch_size)
-    device = next(model.parameters()).device
     rows = []
     with eval_mode(model):
         for start in tqdm(range(0, len(texts), batch_size), desc="sentiment", disable=not progress):
             encoded = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
                                 return_tensors="pt")
-            output = model(**{key: value.to(device) for key, value in encoded.items()})
-            logits = getattr(output, "logits", output)  # (rows, n_labels)
+            logits = _forward(model, dict(encoded), None)  # (rows, n_labels), on the model's device
             if isinstance(positive, bool) or not isinstance(positive, int) or not 0 <= positive < logits.shape[-1]:
                 raise ValueError(f"positive must be a label index in 0..{logits.shape[-1] - 1} (the model gives "
                                  f"{logits.shape[-1]} logits), got {positive!r}")
@@ -283,3 +273,13 @@ def counterfactual_scores(model: nn.Module, tokenizer, groups: Mapping[str, Sequ
         start += size
     return scores
 
+
+def sentiment_gaps(scores: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The paired gaps the lab reports from `counterfactual_scores` over {**NAME_GROUPS, **IDENTITY_GROUPS}: women's
+    − men's names, then each identity term − NO_TERM ("my muslim friend" − "my friend"), each (n_templates,)."""
+    missing = [group for group in (*NAME_GROUPS, *IDENTITY_GROUPS) if group not in scores]
+    if missing:
+        raise ValueError(f"scores lacks the groups {missing}: pass counterfactual_scores(model, tokenizer, "
+                         f"{{**NAME_GROUPS, **IDENTITY_GROUPS}})")
+    return {"women's − men's names": scores["women's names"] - scores["men's names"],
+            **{f"{term} − {NO_TERM}": scores[term] - scores[NO_TERM] for term in IDENTITY_TERMS}}

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from labkit.validate import require_positive_int
 
-__all__ = ["CharTokenizer", "train_val_split", "random_batch", "CharCorpus"]
+__all__ = ["CharTokenizer", "train_length", "train_val_split", "random_batch", "CharCorpus"]
 
 _SHOWN = 5  # how many offending characters / ids an error message lists
 
@@ -109,14 +109,19 @@ def _check_ids(ids: Tensor) -> None:
         raise ValueError(f"ids must be 1-D (n,) token ids, got shape {tuple(ids.shape)}")
 
 
-def train_val_split(ids: Tensor, val_fraction: float = 0.1) -> tuple[Tensor, Tensor]:
-    """ids (n,) → (train, val): the first floor(n·(1 - val_fraction)) tokens and the rest, in order (views)."""
-    _check_ids(ids)
+def train_length(n: int, val_fraction: float = 0.1) -> int:
+    """How many of n items go to training: floor(n·(1 - val_fraction)), the same cut for tokens and characters."""
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
+    # round before flooring so that float noise (100 * 0.7 = 69.999...) does not move an item across the cut
+    return math.floor(round(n * (1.0 - val_fraction), 6))
+
+
+def train_val_split(ids: Tensor, val_fraction: float = 0.1) -> tuple[Tensor, Tensor]:
+    """ids (n,) → (train, val): the first `train_length(n, val_fraction)` tokens and the rest, in order (views)."""
+    _check_ids(ids)
     n = len(ids)
-    # round before flooring so that float noise (100 * 0.7 = 69.999...) does not move a token across the cut
-    n_train = math.floor(round(n * (1.0 - val_fraction), 6))
+    n_train = train_length(n, val_fraction)
     if n_train < 2 or n - n_train < 2:
         raise ValueError(f"ids has {n} tokens, too few to split with val_fraction={val_fraction}: each part needs "
                          f"at least 2 tokens (one input and its target), got {n_train} and {n - n_train}")

@@ -10,7 +10,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "describe_device", "bf16_is_fast", "available_memory", "set_seed", "one_cpu_thread"]
+__all__ = ["pick_device", "describe_device", "bf16_is_fast", "available_memory", "set_seed", "one_cpu_thread",
+           "synchronize"]
 
 _KNOWN = ("cuda", "mps", "cpu")
 
@@ -96,3 +97,13 @@ def one_cpu_thread(device: torch.device | str = "cpu") -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until `device` has finished the work queued on it (CUDA and MPS run asynchronously), so that a clock read
+    next measures that work; nothing to wait for on a CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -228,6 +228,22 @@ def load_or_pretrain(checkpoint: str | os.PathLike, tokenizer, device: torch.dev
     return model
 
 
+def mask_logits(model: nn.Module, encoded: Mapping[str, Tensor], at_mask: Tensor, caller: str) -> Tensor:
+    """The masked-LM scores at the positions `at_mask` (batch, seq) marks, in its row order: (n_marked, vocab).
+
+    model: a TinyBERT or EncoderWithMLMHead (anything with `mlm_head`: the head runs on the marked positions only),
+    or a Hugging Face masked LM (anything with output embeddings, whose output has `.logits`); a TypeError naming
+    `caller` otherwise. encoded: the tokenizer's tensors, on the model's device.
+    """
+    if hasattr(model, "mlm_head"):
+        hidden = model(encoded["input_ids"], encoded.get("token_type_ids"), encoded.get("attention_mask"))
+        return model.mlm_head(hidden[at_mask])
+    if hasattr(model, "get_output_embeddings") and model.get_output_embeddings() is not None:
+        return model(**encoded).logits[at_mask]
+    raise TypeError(f"{caller} needs a model with a masked-LM head (TinyBERT, EncoderWithMLMHead or a Hugging Face "
+                    f"*ForMaskedLM), got {type(model).__name__}")
+
+
 @torch.no_grad()
 def fill_mask(model: nn.Module, tokenizer, text: str, top_k: int = 5) -> list[tuple[str, float]]:
     """The `top_k` likeliest tokens for the one `[MASK]` (tokenizer.mask_token) in `text`, with their
@@ -247,20 +263,13 @@ def fill_mask(model: nn.Module, tokenizer, text: str, top_k: int = 5) -> list[tu
     device = next(model.parameters()).device
     enc = tokenizer(text, return_tensors="pt")
     ids = enc["input_ids"].to(device)
-    position = (ids[0] == tokenizer.mask_token_id).nonzero()
-    if len(position) != 1:
-        raise ValueError(f"the tokenizer turned {mask_token} in {text!r} into {len(position)} mask tokens, not 1")
-    position = position.item()
+    at_mask = ids == tokenizer.mask_token_id  # (1, seq)
+    if int(at_mask.sum()) != 1:
+        raise ValueError(f"the tokenizer turned {mask_token} in {text!r} into {int(at_mask.sum())} mask tokens, "
+                         f"not 1")
     enc = {k: v.to(device) for k, v in enc.items()}
     with eval_mode(model):
-        if hasattr(model, "mlm_head"):  # labkit: hidden states, then the head on the one masked position
-            hidden = model(ids, enc.get("token_type_ids"), enc.get("attention_mask"))
-            logits = model.mlm_head(hidden[0, position][None])[0]  # (vocab,)
-        elif hasattr(model, "get_output_embeddings") and model.get_output_embeddings() is not None:  # HF masked LM
-            logits = model(**enc).logits[0, position]  # (vocab,)
-        else:
-            raise TypeError(f"fill_mask needs a model with a masked-LM head (TinyBERT, EncoderWithMLMHead or a "
-                            f"Hugging Face *ForMaskedLM), got {type(model).__name__}")
+        logits = mask_logits(model, enc, at_mask, "fill_mask")[0]  # (vocab,)
     probs = logits.float().softmax(-1)
     best = probs.topk(min(top_k, probs.numel()))
     tokens = tokenizer.convert_ids_to_tokens(best.indices.tolist())

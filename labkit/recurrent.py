@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from labkit.blocks import count_parameters
+from labkit.device import synchronize
 from labkit.models import GPTConfig, TinyGPT
 from labkit.presets import TrainConfig
 from labkit.validate import require_positive_int
@@ -129,22 +130,14 @@ def recurrent_recipe(config: TrainConfig) -> TrainConfig:
     return replace(config, optimizer="adamw") if config.optimizer == "muon" else config
 
 
-def _sync(device: torch.device) -> None:
-    """Wait for the device to finish what was queued, so that the clock measures the work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def _training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor) -> float:
     """Seconds for one forward, backward and AdamW step of `model` on the batch x, y (batch, seq)."""
-    _sync(x.device)
+    synchronize(x.device)
     start = time.perf_counter()
     F.cross_entropy(model(x).flatten(0, 1), y.flatten()).backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    _sync(x.device)
+    synchronize(x.device)
     return time.perf_counter() - start
 
 

@@ -37,7 +37,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from labkit.corpus import CharCorpus
+from labkit.corpus import CharCorpus, train_length
 from labkit.modules import eval_mode
 from labkit.validate import require_positive_int
 
@@ -320,12 +320,10 @@ def library_ids(ours: BytePairTokenizer, tokenizer: Tokenizer) -> list[int]:
 
 def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
     """(train, val): the text cut where `labkit.corpus.train_val_split` cuts its characters (the first
-    floor(n·(1 - val_fraction)) characters train), so that any tokenizer's model is measured on the same text."""
+    `train_length(n, val_fraction)` characters train), so that any tokenizer's model is measured on the same text."""
     if not isinstance(text, str) or len(text) < 4:
         raise ValueError(f"text must be a str of at least 4 characters, got {text!r:.40}")
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
-    cut = math.floor(round(len(text) * (1.0 - val_fraction), 6))  # as train_val_split rounds
+    cut = train_length(len(text), val_fraction)
     return text[:cut], text[cut:]
 
 

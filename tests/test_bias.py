@@ -13,7 +13,8 @@ from torch import nn
 
 from labkit.bias import (IDENTITY_GROUPS, IDENTITY_TERMS, NAME_GROUPS, NO_TERM, OCCUPATIONS, PRONOUN_TEMPLATES,
                          PRONOUNS, SENTIMENT_TEMPLATES, GapEstimate, bootstrap_ci, counterfactual_scores,
-                         estimate_gaps, mask_log_probs, positive_probabilities, pronoun_gaps, single_token_id)
+                         estimate_gaps, mask_log_probs, positive_probabilities, pronoun_gaps, sentiment_gaps,
+                         single_token_id)
 from labkit.finetune import predict_sentence
 from labkit.models import BertConfig, TinyBERT
 from labkit.pretraining import fill_mask
@@ -164,7 +165,7 @@ def test_fill_mask_probe_refuses_bad_input(tiny_bert, tokenizer) -> None:
         mask_log_probs(tiny_bert, tokenizer, ["a [MASK] b", "no mask"], [1])
     with pytest.raises(ValueError, match="texts must be a non-empty list of str"):
         mask_log_probs(tiny_bert, tokenizer, "a [MASK] b", [1])
-    with pytest.raises(TypeError, match="needs a masked-LM head"):
+    with pytest.raises(TypeError, match="mask_log_probs needs a model with a masked-LM head"):
         mask_log_probs(nn.Linear(2, 2), tokenizer, ["a [MASK] b"], [1])
     with pytest.raises(ValueError, match=r"must hold \{occupation\} once and \[MASK\] once, got 'the \{occupation\}"):
         pronoun_gaps(tiny_bert, tokenizer, templates=["the {occupation} left ."])
@@ -203,6 +204,17 @@ def test_counterfactual_scores_average_each_groups_fillers_per_template(classifi
         counterfactual_scores(classifier, tokenizer, {})
     with pytest.raises(ValueError, match=r"groups\['b'\] must be a non-empty list of non-empty str"):
         counterfactual_scores(classifier, tokenizer, {"b": ()})
+
+
+def test_sentiment_gaps_pair_each_group_with_its_reference_template_by_template() -> None:
+    groups = [*NAME_GROUPS, *IDENTITY_GROUPS]
+    scores = {group: torch.arange(3, dtype=torch.float64) * (i + 1) for i, group in enumerate(groups)}
+    gaps = sentiment_gaps(scores)
+    assert list(gaps) == ["women's − men's names", *(f"{term} − {NO_TERM}" for term in IDENTITY_TERMS)]
+    assert torch.equal(gaps["women's − men's names"], scores["women's names"] - scores["men's names"])
+    assert torch.equal(gaps["deaf − no term"], scores["deaf"] - scores[NO_TERM])
+    with pytest.raises(ValueError, match=r'scores lacks the groups \["men\'s names"\]'):
+        sentiment_gaps({k: v for k, v in scores.items() if k != "men's names"})
 
 
 # ---------------------------------------------------------------------------------------------- the chart
